@@ -1,0 +1,1 @@
+"""The VMS engine: SIP core, call handling, configuration and the command line."""

@@ -1,0 +1,1 @@
+"""SIP core: sans-IO messages and transactions, Twisted transports at the edge."""

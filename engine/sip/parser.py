@@ -1,0 +1,232 @@
+"""Bytes to SIP messages: datagrams (UDP) and byte streams (TCP).
+
+Sans-IO: :func:`parse_datagram` takes one datagram; :class:`StreamParser`
+is fed what a connection reads and returns whole messages, however the
+bytes were split. Both raise only :class:`ParseError`, which carries the
+status to answer (400, 505...) and, when the start line and headers could be
+read, the partial request so the caller can still build that answer.
+
+Framing follows RFC 3261 §7.5 and §18.3: leading CRLFs are skipped;
+Content-Length frames the body (optional on UDP, where a missing one means
+"the rest of the datagram", and extra octets after it are ignored); a
+Content-Length larger than what arrived is a 400.
+"""
+
+from __future__ import annotations
+
+from engine.sip.grammar import TOKEN_CHARS
+from engine.sip.message import Message, Request, Response, display_name
+
+__all__ = ["MAX_MESSAGE", "ParseError", "StreamParser", "parse_datagram"]
+
+#: Largest message accepted on a stream before the connection is refused.
+MAX_MESSAGE = 65535
+
+COMPACT = {
+    "i": "call-id",
+    "m": "contact",
+    "e": "content-encoding",
+    "l": "content-length",
+    "c": "content-type",
+    "f": "from",
+    "s": "subject",
+    "k": "supported",
+    "t": "to",
+    "v": "via",
+    "o": "event",
+    "r": "refer-to",
+    "b": "referred-by",
+    "u": "allow-events",
+    "x": "session-expires",
+    "y": "identity",
+    "a": "accept-contact",
+    "j": "reject-contact",
+    "d": "request-disposition",
+    "n": "identity-info",
+}
+
+#: Headers that may appear once only (RFC 4475 multi01, mcl01).
+SINGLE = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
+
+_DIGITS = frozenset("0123456789")
+_name_cache: dict[str, str] = {}
+
+
+class ParseError(Exception):
+    """What could not be parsed, the status to answer, and what was read."""
+
+    def __init__(self, reason: str, status: int = 400, partial: Message | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.partial = partial
+
+
+def parse_datagram(data: bytes) -> Request | Response:
+    """Parse one UDP datagram holding one message."""
+    start = 0
+    while data.startswith(b"\r\n", start):
+        start += 2
+    end = data.find(b"\r\n\r\n", start)
+    if end >= 0:
+        sep = "\r\n"
+        body_at = end + 4
+    else:
+        end = data.find(b"\n\n", start)
+        if end >= 0:
+            sep = "\n"
+            body_at = end + 2
+        elif data.endswith(b"\r\n"):
+            # A datagram is a whole message: take its end as the end of the
+            # headers when the final empty line is missing (RFC 4475 baddn).
+            end = body_at = len(data) - 2
+            sep = "\r\n"
+        else:
+            raise ParseError("No End of Headers")
+    message = _parse_head(data[start:end], sep)
+    length = _content_length(message)
+    if length is None:
+        message.body = data[body_at:]
+    elif body_at + length > len(data):
+        raise ParseError("Content-Length Exceeds Message", partial=message)
+    else:
+        message.body = data[body_at : body_at + length]
+    _check_start(message)
+    return message
+
+
+class StreamParser:
+    """Frames messages out of a TCP byte stream (RFC 3261 §18.3).
+
+    ``feed`` returns the messages completed by the new bytes; ``pings``
+    counts RFC 5626 double-CRLF keep-alives seen since the last call, which
+    the transport answers with a single CRLF. A framing error raises
+    ParseError and the connection must be closed (its framing is lost).
+    """
+
+    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
+        self._buffer = bytearray()
+        self._max = max_message
+        self.pings = 0
+
+    def feed(self, data: bytes) -> list[Request | Response]:
+        buffer = self._buffer
+        buffer += data
+        out: list[Request | Response] = []
+        while True:
+            start = 0
+            while buffer.startswith(b"\r\n", start):
+                start += 2
+            if start:
+                self.pings += start // 4
+                del buffer[:start]
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > self._max:
+                    raise ParseError("Message Too Large")
+                return out
+            message = _parse_head(bytes(buffer[:end]), "\r\n")
+            length = _content_length(message)
+            if length is None:
+                raise ParseError("Missing Content-Length", partial=message)
+            total = end + 4 + length
+            if total > self._max:
+                raise ParseError("Message Too Large", partial=message)
+            if len(buffer) < total:
+                return out
+            message.body = bytes(buffer[end + 4 : total])
+            del buffer[:total]
+            _check_start(message)
+            out.append(message)
+
+
+def _parse_head(head: bytes, sep: str) -> Request | Response:
+    text = head.decode("utf-8", "surrogateescape")
+    lines = text.split(sep)
+    headers: dict[str, list[str]] = {}
+    last: list[str] | None = None
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line[0] in " \t":
+            if last is None:
+                raise ParseError("Bad Header Continuation")
+            more = line.strip(" \t")
+            last[-1] = f"{last[-1]} {more}" if last[-1] else more
+            continue
+        raw, colon, value = line.partition(":")
+        if not colon:
+            raise ParseError("Bad Header Line")
+        name = _name_cache.get(raw)
+        if name is None:
+            name = _header_name(raw)
+        value = value.strip(" \t")
+        last = headers.get(name)
+        if last is None:
+            last = headers[name] = [value]
+        else:
+            last.append(value)
+    return _start_line(lines[0], headers)
+
+
+def _header_name(raw: str) -> str:
+    name = raw.rstrip(" \t")
+    if not name or any(c not in TOKEN_CHARS for c in name):
+        raise ParseError("Bad Header Name")
+    lower = name.lower()
+    canonical = COMPACT.get(lower, lower)
+    if len(_name_cache) < 1024:
+        _name_cache[raw] = canonical
+    return canonical
+
+
+def _start_line(line: str, headers: dict[str, list[str]]) -> Request | Response:
+    if line.startswith("SIP/"):
+        version, _, rest = line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if version != "SIP/2.0" or len(code) != 3 or any(c not in _DIGITS for c in code):
+            raise ParseError("Bad Status Line")
+        status = int(code)
+        if not 100 <= status < 700:
+            raise ParseError("Bad Status Code")
+        return Response(status, reason, headers)
+    parts = line.split(" ")
+    if len(parts) != 3:
+        # Keep what can be kept so the 400 can still be routed back.
+        method = parts[0] if parts and parts[0] else "UNKNOWN"
+        raise ParseError("Malformed Request Line", partial=Request(method, "", headers))
+    method, uri, version = parts
+    request = Request(method, uri, headers)
+    if not method or any(c not in TOKEN_CHARS for c in method):
+        raise ParseError("Bad Method", partial=request)
+    if not uri or uri[0] == "<":
+        raise ParseError("Malformed Request-URI", partial=request)
+    if version != "SIP/2.0" and version.upper() != "SIP/2.0":
+        if version[:4].upper() == "SIP/":
+            raise ParseError("Version Not Supported", 505, partial=request)
+        raise ParseError("Bad SIP Version", partial=request)
+    return request
+
+
+def _content_length(message: Message) -> int | None:
+    values = message.headers.get("content-length")
+    if values is None:
+        return None
+    if len(values) != 1:
+        raise ParseError("Several Content-Length Values", partial=message)
+    text = values[0]
+    if not text or len(text) > 9 or any(c not in _DIGITS for c in text):
+        raise ParseError("Bad Content-Length", partial=message)
+    return int(text)
+
+
+def _check_start(message: Message) -> None:
+    """Headers a message cannot be handled without, each present once."""
+    headers = message.headers
+    for name in SINGLE:
+        values = headers.get(name)
+        if values is not None and len(values) > 1:
+            raise ParseError(f"Several {display_name(name)} Headers", partial=message)
+    for name in ("via", "call-id", "cseq", "from", "to"):
+        if name not in headers:
+            raise ParseError(f"Missing {display_name(name)}", partial=message)

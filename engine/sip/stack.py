@@ -1,0 +1,357 @@
+"""The transaction layer: match messages to transactions, make new ones, answer errors.
+
+Sans-IO apart from the clock: messages arrive through :meth:`SipStack.receive`
+with the transport they came on and their source address; everything sent
+goes through a transport's ``send``. The transaction user (the redirect
+service, later the call controller) sees only requests that passed RFC 3261
+§8.2 and came from a configured peer, with a server transaction to answer
+through; retransmissions, ACKs for non-2xx answers and CANCEL matching are
+handled here and never reach it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from engine.ratelog import RateLimitedLog
+from engine.sip.headers import Via, parse_cseq
+from engine.sip.message import Request, Response
+from engine.sip.parser import ParseError, parse_datagram
+from engine.sip.peers import PeerFilter
+from engine.sip.timers import Clock, TimerQueue
+from engine.sip.transaction import (
+    ClientInvite,
+    ClientNonInvite,
+    ClientUser,
+    ServerInvite,
+    ServerNonInvite,
+    Transaction,
+    Transport,
+)
+from engine.sip.validate import MAGIC_COOKIE, Policy, Refusal, check_request
+
+__all__ = ["Counters", "SipStack", "TransactionUser"]
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+ServerTransaction = ServerInvite | ServerNonInvite
+ClientTransaction = ClientInvite | ClientNonInvite
+
+
+class TransactionUser(Protocol):
+    """The application above the transaction layer."""
+
+    policy: Policy
+
+    def request_received(self, txn: ServerTransaction, request: Request) -> None:
+        """A new request, to be answered through ``txn.respond``."""
+
+    def ack_received(self, request: Request, transport: Transport, source: Address) -> None:
+        """An ACK no transaction absorbed (it acknowledges a 2xx)."""
+
+    def cancel_received(self, txn: ServerInvite) -> None:
+        """A CANCEL for an INVITE still unanswered: the TU must end it (487)."""
+
+    def server_failed(self, txn: ServerTransaction, reason: str) -> None:
+        """A final response was never acknowledged, or could not be sent."""
+
+    def stray_response(self, response: Response, transport: Transport, source: Address) -> None:
+        """A response no client transaction matches (2xx retransmissions)."""
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the layer saw, for logs, statistics and tests."""
+
+    requests: int = 0
+    responses: int = 0
+    retransmissions: int = 0
+    malformed: int = 0
+    refused: int = 0
+    forbidden: int = 0
+    overload_rejected: int = 0
+
+
+class SipStack:
+    """RFC 3261 §17 transaction layer with §18 response routing."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        tu: TransactionUser,
+        *,
+        peers: PeerFilter | None = None,
+        t1: float = 0.5,
+        t2: float = 4.0,
+        t4: float = 5.0,
+        retry_after: int = 5,
+    ) -> None:
+        self.clock = clock
+        self.tu = tu
+        self.peers = peers or PeerFilter(None)
+        self.t1, self.t2, self.t4 = t1, t2, t4
+        self.retry_after = retry_after
+        self.timers = TimerQueue(clock)
+        self.server: dict[Any, ServerTransaction] = {}
+        self.client: dict[Any, ClientTransaction] = {}
+        self.counters = Counters()
+        self.ratelog = RateLimitedLog(log, clock)
+        prefix = secrets.token_hex(4)
+        self._ids = (f"{prefix}{n:x}" for n in itertools.count(1))
+
+    # -- identifiers -------------------------------------------------------------
+
+    def new_tag(self) -> str:
+        """A To/From tag unique to this process run."""
+        return next(self._ids)
+
+    def new_branch(self) -> str:
+        return MAGIC_COOKIE + next(self._ids)
+
+    # -- receiving ---------------------------------------------------------------
+
+    def receive_datagram(
+        self, data: bytes, transport: Transport, source: Address, overloaded: bool = False
+    ) -> None:
+        """One UDP datagram: parse it and hand it on, answering 400 if malformed."""
+        try:
+            message = parse_datagram(data)
+        except ParseError as exc:
+            self._malformed(exc, transport, source)
+            return
+        self.receive(message, transport, source, overloaded)
+
+    def receive(
+        self, message: Request | Response, transport: Transport, source: Address,
+        overloaded: bool = False,
+    ) -> None:  # fmt: skip
+        if isinstance(message, Response):
+            self._response(message, transport, source)
+        else:
+            self._request(message, transport, source, overloaded)
+
+    def malformed(self, exc: ParseError, transport: Transport, source: Address) -> None:
+        """A stream transport's framing error: answer it if it was a request."""
+        self._malformed(exc, transport, source)
+
+    def _malformed(self, exc: ParseError, transport: Transport, source: Address) -> None:
+        self.counters.malformed += 1
+        self.ratelog.warning("malformed", "malformed SIP message from %s:%d: %s",
+                             source[0], source[1], exc.reason)  # fmt: skip
+        partial = exc.partial
+        # Without a Via there is nowhere a SIP response could be routed: it was
+        # not a SIP request (or too broken to be one) and gets no answer.
+        if isinstance(partial, Request) and partial.method != "ACK" and "via" in partial.headers:
+            self._stateless(partial, transport, source, exc.status, exc.reason)
+
+    def _stateless(
+        self, request: Request, transport: Transport, source: Address, status: int, reason: str
+    ) -> None:
+        """Answer without a transaction (the request could not be matched)."""
+        response = request.response(status, reason, self.new_tag())
+        try:
+            addr = self._response_address(request, transport, source)
+        except (ValueError, KeyError, IndexError):
+            addr = source
+        transport.send(response.to_bytes(), addr)
+
+    def _request(
+        self, request: Request, transport: Transport, source: Address, overloaded: bool
+    ) -> None:
+        self.counters.requests += 1
+        method = request.method
+        try:
+            via = request.top_via()
+            request.cseq()
+        except ValueError as exc:
+            self.counters.malformed += 1
+            if method != "ACK":
+                self._stateless(request, transport, source, 400, _phrase(exc, "Via or CSeq"))
+            return
+        if via.host != source[0] or ("rport" in via.params and via.params["rport"] is None):
+            _stamp(request, via, source)
+        key = self._server_key(request, via)
+        txn = self.server.get(key)
+        if txn is not None:
+            if method != "ACK":
+                self.counters.retransmissions += 1
+            txn.handle("ack" if method == "ACK" else "request")
+            return
+        if method == "ACK":
+            self.tu.ack_received(request, transport, source)
+            return
+        txn = self._new_server(key, request, transport, source)
+        if not self.peers.allows(source[0]):
+            self.counters.forbidden += 1
+            self.ratelog.warning("peer", "refused SIP from %s: not a configured peer", source[0])
+            self._refuse(txn, Refusal(403, "Not A Configured Peer"))
+            return
+        if method == "CANCEL":
+            self._cancel(txn, request, via)
+            return
+        refusal = check_request(request, self.tu.policy)
+        if refusal is not None:
+            self.counters.refused += 1
+            self._refuse(txn, refusal)
+            return
+        if overloaded and method == "INVITE":
+            self.counters.overload_rejected += 1
+            self._refuse(txn, Refusal(503, "Overloaded", (("retry-after", str(self.retry_after)),)))
+            return
+        try:
+            self.tu.request_received(txn, request)
+        except Exception:
+            log.exception("failed to handle %r", request)
+            if txn.state in ("trying", "proceeding"):
+                self._refuse(txn, Refusal(500))
+            return
+        if txn.last is None and isinstance(txn, ServerInvite) and txn.state == "proceeding":
+            txn.handle("tu_pending")
+
+    def _server_key(self, request: Request, via: Via) -> Any:
+        method = request.method
+        kind = "INVITE" if method == "ACK" else method
+        branch = via.branch
+        if branch is not None and branch.startswith(MAGIC_COOKIE):
+            return (branch, via.host, via.port, kind)
+        # RFC 2543 matching (§17.2.3): no reliable branch, use the dialog data.
+        try:
+            from_tag = request.from_address().tag
+        except ValueError:
+            from_tag = None
+        return (request.uri, from_tag, request.get("call-id"), request.cseq()[0],
+                str(via), kind)  # fmt: skip
+
+    def _new_server(
+        self, key: Any, request: Request, transport: Transport, source: Address
+    ) -> ServerTransaction:
+        cls = ServerInvite if request.method == "INVITE" else ServerNonInvite
+        addr = self._response_address(request, transport, source)
+        txn = cls(self, key, request, transport, addr)
+        self.server[key] = txn
+        return txn
+
+    def _response_address(
+        self, request: Request, transport: Transport, source: Address
+    ) -> Address:
+        """Where responses go (RFC 3261 §18.2.2 with RFC 3581 rport)."""
+        if transport.reliable:
+            return source
+        via = request.top_via()
+        params = via.params
+        maddr = params.get("maddr")
+        if maddr:
+            return (maddr, via.port or 5060)
+        host = params.get("received") or via.host
+        rport = params.get("rport")
+        if rport:
+            return (host, int(rport))
+        return (host, via.port or 5060)
+
+    def _refuse(self, txn: ServerTransaction, refusal: Refusal) -> None:
+        response = txn.request.response(refusal.status, refusal.reason, self.to_tag(txn))
+        for name, value in refusal.headers:
+            response.add(name, value)
+        txn.respond(response)
+
+    def to_tag(self, txn: ServerTransaction) -> str:
+        """The To tag of every response this transaction sends (one dialog)."""
+        if txn.to_tag is None:
+            txn.to_tag = self.new_tag()
+        return txn.to_tag
+
+    def _cancel(self, txn: ServerTransaction, request: Request, via: Via) -> None:
+        """RFC 3261 §9.2: 200 to a CANCEL that matches, 481 otherwise."""
+        key = (via.branch, via.host, via.port, "INVITE")
+        invite = self.server.get(key) if via.branch else None
+        if invite is None:
+            key = self._server_key(_as_invite(request), via)
+            invite = self.server.get(key)
+        if not isinstance(invite, ServerInvite):
+            self._refuse(txn, Refusal(481))
+            return
+        txn.respond(request.response(200, None, self.to_tag(txn)))
+        if invite.state == "proceeding":
+            self.tu.cancel_received(invite)
+
+    # -- responses -----------------------------------------------------------------
+
+    def _response(self, response: Response, transport: Transport, source: Address) -> None:
+        self.counters.responses += 1
+        try:
+            via = response.top_via()
+            method = parse_cseq(response.headers["cseq"][0])[1]
+        except (ValueError, KeyError, IndexError):
+            self.counters.malformed += 1
+            return
+        txn = self.client.get((via.branch, method))
+        if txn is None:
+            self.tu.stray_response(response, transport, source)
+            return
+        txn.receive(response)
+
+    # -- sending requests --------------------------------------------------------------
+
+    def send_request(
+        self, request: Request, transport: Transport, addr: Address, user: ClientUser,
+        local: Address,
+    ) -> ClientTransaction:  # fmt: skip
+        """Start a client transaction; adds our Via (with a fresh branch and rport)."""
+        branch = self.new_branch()
+        host, port = local
+        request.headers.setdefault("via", []).insert(
+            0, f"SIP/2.0/{transport.name} {host}:{port};branch={branch};rport"
+        )
+        request.headers.setdefault("max-forwards", ["70"])
+        cls = ClientInvite if request.method == "INVITE" else ClientNonInvite
+        txn = cls(self, (branch, request.method), request, transport, addr, user)
+        self.client[txn.key] = txn
+        txn.start()
+        return txn
+
+    def transport_error(self, transport: Transport, addr: Address) -> None:
+        """A send to ``addr`` failed (ICMP, TCP connect): fail what used it."""
+        for table in (self.client, self.server):
+            for txn in [t for t in table.values() if t.addr == addr and t.transport is transport]:
+                txn.handle("transport_error")
+
+    # -- the Layer protocol --------------------------------------------------------------
+
+    def forget(self, txn: Transaction) -> None:
+        table: dict[Any, Any] = self.client if isinstance(txn, ClientInvite | ClientNonInvite) \
+            else self.server  # fmt: skip
+        if table.get(txn.key) is txn:
+            del table[txn.key]
+
+    def server_failed(self, txn: Transaction, reason: str) -> None:
+        assert isinstance(txn, ServerInvite | ServerNonInvite)
+        self.tu.server_failed(txn, reason)
+
+
+def _stamp(request: Request, via: Via, source: Address) -> None:
+    """RFC 3261 §18.2.1 ``received`` and RFC 3581 ``rport`` on the top Via."""
+    params = dict(via.params)
+    if "rport" in params and params["rport"] is None:
+        params["rport"] = str(source[1])
+        params["received"] = source[0]
+    elif via.host != source[0]:
+        params["received"] = source[0]
+    request.set_top_via(Via(via.transport, via.host, via.port, params))
+
+
+def _as_invite(cancel: Request) -> Request:
+    """The INVITE a CANCEL refers to, for RFC 2543 matching (same Request-URI, CSeq number)."""
+    headers = dict(cancel.headers)
+    headers["cseq"] = [f"{cancel.cseq()[0]} INVITE"]
+    return Request("INVITE", cancel.uri, headers)
+
+
+def _phrase(exc: Exception, what: str) -> str:
+    text = str(exc)
+    return (text[:1].upper() + text[1:]) if text else f"Bad {what}"
+

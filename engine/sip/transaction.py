@@ -1,0 +1,415 @@
+"""The four transaction state machines of RFC 3261 §17, as tables.
+
+Everything that changes a transaction's state lives in this file. Each
+machine is a table ``(state, event) -> (next state, actions)`` to hold
+against the RFC's figure (Figures 5 to 8, with the Accepted state that
+RFC 6026 adds to both INVITE machines); actions are the small methods named
+in the table. An event with no row is absorbed (a late retransmission, a
+response after the end). Two things are decided in code beside the tables:
+timers G, E, A are not run on reliable transports, and timers D, I, J, K are
+zero on them (RFC 3261 Table 4).
+
+Events come from the transaction layer (``engine/sip/stack.py``): messages
+received, responses the TU sends, timers and transport errors. Sends go
+through the transaction's ``transport``; what the TU must learn goes to the
+layer (server side) or to the transaction's ``user`` (client side).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
+
+from engine.sip.message import Request, Response
+from engine.sip.timers import Timer, TimerQueue
+
+__all__ = [
+    "ClientInvite",
+    "ClientNonInvite",
+    "ClientUser",
+    "Layer",
+    "ServerInvite",
+    "ServerNonInvite",
+    "Transaction",
+    "Transport",
+]
+
+Address = tuple[str, int]
+Row = tuple[str, tuple[str, ...]]
+
+TERMINATED = "terminated"
+
+
+class Transport(Protocol):
+    """Where a transaction's bytes go: a UDP port or a TCP connection."""
+
+    reliable: bool
+    name: str
+
+    def send(self, data: bytes, addr: Address) -> None: ...
+
+
+class Layer(Protocol):
+    """What a transaction needs from the layer that owns it."""
+
+    timers: TimerQueue
+    t1: float
+    t2: float
+    t4: float
+
+    def forget(self, txn: Transaction) -> None: ...
+
+    def server_failed(self, txn: Transaction, reason: str) -> None: ...
+
+
+class ClientUser(Protocol):
+    """Who learns what a client transaction brings back."""
+
+    def response_received(self, txn: Transaction, response: Response) -> None: ...
+
+    def transaction_failed(self, txn: Transaction, reason: str) -> None: ...
+
+
+class Transaction:
+    """Shared machinery: table dispatch, named timers, sending."""
+
+    TABLE: ClassVar[dict[tuple[str, str], Row]]
+    _compiled: ClassVar[dict[tuple[str, str], tuple[str, tuple[Callable[..., None], ...]]]]
+    INITIAL: ClassVar[str]
+
+    __slots__ = (
+        "addr", "intervals", "key", "layer", "request", "state", "timers", "transport",
+    )  # fmt: skip
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "TABLE" not in cls.__dict__:
+            return  # an abstract intermediate class (_Server, _Client)
+        cls._compiled = {
+            event: (nxt, tuple(getattr(cls, "_" + action) for action in actions))
+            for event, (nxt, actions) in cls.TABLE.items()
+        }
+
+    def __init__(
+        self, layer: Layer, key: Any, request: Request, transport: Transport, addr: Address
+    ) -> None:
+        self.layer = layer
+        self.key = key
+        self.request = request
+        self.transport = transport
+        self.addr = addr
+        self.state = self.INITIAL
+        self.timers: dict[str, Timer] = {}
+        self.intervals: dict[str, float] = {}
+
+    def handle(self, event: str, arg: Any = None) -> bool:
+        """Apply one event; False when the table has no row for it (absorbed)."""
+        row = self._compiled.get((self.state, event))
+        if row is None:
+            return False
+        self.state = row[0]
+        for action in row[1]:
+            action(self, arg)
+        if self.state == TERMINATED:
+            self._end()
+        return True
+
+    def _end(self) -> None:
+        for timer in self.timers.values():
+            timer.cancel()
+        self.timers.clear()
+        self.layer.forget(self)
+
+    def _start(self, name: str, delay: float) -> None:
+        old = self.timers.get(name)
+        if old is not None:
+            old.cancel()
+        self.timers[name] = self.layer.timers.call_later(delay, self.handle, "timer_" + name)
+
+    def _stop(self, name: str) -> None:
+        timer = self.timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _double(self, name: str, first: float, cap: float) -> None:
+        """(Re)start a retransmission timer at ``first``, then twice the last, up to ``cap``."""
+        last = self.intervals.get(name)
+        interval = first if last is None else min(2 * last, cap)
+        self.intervals[name] = interval
+        self._start(name, interval)
+
+    def _report_transport_error(self, _arg: Any) -> None:
+        self._fail("transport")
+
+    def _report_timeout(self, _arg: Any) -> None:
+        self._fail("timeout")
+
+    def _fail(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.request.method} {self.state} key={self.key!r}>"
+
+
+# -- server side ---------------------------------------------------------------
+
+
+class _Server(Transaction):
+    """Remembers the last response so a retransmitted request gets it again."""
+
+    __slots__ = ("last", "to_tag")
+
+    def __init__(
+        self, layer: Layer, key: Any, request: Request, transport: Transport, addr: Address
+    ) -> None:
+        super().__init__(layer, key, request, transport, addr)
+        self.last: bytes | None = None
+        self.to_tag: str | None = None
+
+    def respond(self, response: Response) -> None:
+        """The TU's response: a provisional, success or failure event."""
+        status = response.status
+        event = "provisional" if status < 200 else "success" if status < 300 else "failure"
+        if not self.handle(event, response):
+            raise RuntimeError(f"cannot send {status} in state {self.state}")
+
+    def _send(self, response: Response) -> None:
+        data = response.to_bytes()
+        self.last = data
+        self.transport.send(data, self.addr)
+
+    def _resend(self, _arg: Any) -> None:
+        if self.last is not None:
+            self.transport.send(self.last, self.addr)
+
+    def _fail(self, reason: str) -> None:
+        self.layer.server_failed(self, reason)
+
+
+class ServerInvite(_Server):
+    """RFC 3261 Figure 7 with RFC 6026's Accepted state."""
+
+    INITIAL = "proceeding"
+
+    __slots__ = ()
+
+    def _send_trying(self, _arg: Any) -> None:
+        if self.last is None:
+            self._send(self.request.response(100))
+
+    def _start_g(self, _arg: Any) -> None:
+        if not self.transport.reliable:
+            self._double("g", self.layer.t1, self.layer.t2)
+
+    def _start_h(self, _arg: Any) -> None:
+        self._start("h", 64 * self.layer.t1)
+
+    def _start_i(self, _arg: Any) -> None:
+        self._start("i", 0.0 if self.transport.reliable else self.layer.t4)
+
+    def _start_l(self, _arg: Any) -> None:
+        self._start("l", 64 * self.layer.t1)
+
+    def _start_trying(self, _arg: Any) -> None:
+        self._start("trying", 0.2)
+
+    def _stop_g(self, _arg: Any) -> None:
+        self._stop("g")
+
+    def _stop_h(self, _arg: Any) -> None:
+        self._stop("h")
+
+    TABLE: ClassVar[dict[tuple[str, str], Row]] = {
+        ("proceeding", "request"): ("proceeding", ("resend",)),
+        ("proceeding", "tu_pending"): ("proceeding", ("start_trying",)),
+        ("proceeding", "timer_trying"): ("proceeding", ("send_trying",)),
+        ("proceeding", "provisional"): ("proceeding", ("send",)),
+        ("proceeding", "success"): ("accepted", ("send", "start_l")),
+        ("proceeding", "failure"): ("completed", ("send", "start_g", "start_h")),
+        ("proceeding", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("completed", "request"): ("completed", ("resend",)),
+        ("completed", "timer_g"): ("completed", ("resend", "start_g")),
+        ("completed", "ack"): ("confirmed", ("stop_g", "stop_h", "start_i")),
+        ("completed", "timer_h"): (TERMINATED, ("report_timeout",)),
+        ("completed", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("confirmed", "request"): ("confirmed", ()),
+        ("confirmed", "ack"): ("confirmed", ()),
+        ("confirmed", "timer_i"): (TERMINATED, ()),
+        ("accepted", "request"): ("accepted", ()),
+        ("accepted", "success"): ("accepted", ("send",)),
+        ("accepted", "timer_l"): (TERMINATED, ()),
+    }
+
+
+class ServerNonInvite(_Server):
+    """RFC 3261 Figure 8."""
+
+    INITIAL = "trying"
+
+    __slots__ = ()
+
+    def _start_j(self, _arg: Any) -> None:
+        self._start("j", 0.0 if self.transport.reliable else 64 * self.layer.t1)
+
+    TABLE: ClassVar[dict[tuple[str, str], Row]] = {
+        ("trying", "request"): ("trying", ()),
+        ("trying", "provisional"): ("proceeding", ("send",)),
+        ("trying", "success"): ("completed", ("send", "start_j")),
+        ("trying", "failure"): ("completed", ("send", "start_j")),
+        ("proceeding", "request"): ("proceeding", ("resend",)),
+        ("proceeding", "provisional"): ("proceeding", ("send",)),
+        ("proceeding", "success"): ("completed", ("send", "start_j")),
+        ("proceeding", "failure"): ("completed", ("send", "start_j")),
+        ("proceeding", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("completed", "request"): ("completed", ("resend",)),
+        ("completed", "timer_j"): (TERMINATED, ()),
+        ("completed", "transport_error"): (TERMINATED, ("report_transport_error",)),
+    }
+
+
+# -- client side ---------------------------------------------------------------
+
+
+class _Client(Transaction):
+    """Sends the request, retransmits it, and hands responses to its user."""
+
+    __slots__ = ("data", "user")
+
+    def __init__(
+        self,
+        layer: Layer,
+        key: Any,
+        request: Request,
+        transport: Transport,
+        addr: Address,
+        user: ClientUser,
+    ) -> None:
+        super().__init__(layer, key, request, transport, addr)
+        self.user = user
+        self.data = request.to_bytes()
+
+    def receive(self, response: Response) -> None:
+        status = response.status
+        self.handle("provisional" if status < 200 else "success" if status < 300 else "failure",
+                    response)  # fmt: skip
+
+    def _retransmit(self, _arg: Any) -> None:
+        self.transport.send(self.data, self.addr)
+
+    def _pass_up(self, response: Response) -> None:
+        self.user.response_received(self, response)
+
+    def _fail(self, reason: str) -> None:
+        self.user.transaction_failed(self, reason)
+
+
+class ClientInvite(_Client):
+    """RFC 3261 Figure 5 with RFC 6026's Accepted state."""
+
+    INITIAL = "calling"
+
+    __slots__ = ()
+
+    def start(self) -> None:
+        """Send the INVITE and run timers A and B."""
+        self.transport.send(self.data, self.addr)
+        if not self.transport.reliable:
+            self._double("a", self.layer.t1, float("inf"))
+        self._start("b", 64 * self.layer.t1)
+
+    def _start_a(self, _arg: Any) -> None:
+        self._double("a", self.layer.t1, float("inf"))  # no T2 cap (§17.1.1.2)
+
+    def _stop_a(self, _arg: Any) -> None:
+        self._stop("a")
+
+    def _stop_b(self, _arg: Any) -> None:
+        self._stop("b")
+
+    def _start_d(self, _arg: Any) -> None:
+        self._start("d", 0.0 if self.transport.reliable else 32.0)
+
+    def _start_m(self, _arg: Any) -> None:
+        self._start("m", 64 * self.layer.t1)
+
+    def _send_ack(self, response: Response) -> None:
+        """ACK for a non-2xx final: same branch, To from the response (§17.1.1.3)."""
+        request = self.request
+        src = request.headers
+        headers: dict[str, list[str]] = {"via": src["via"][:1]}
+        if "route" in src:
+            headers["route"] = src["route"][:]
+        headers["max-forwards"] = ["70"]
+        headers["from"] = src["from"][:]
+        headers["to"] = response.headers.get("to", src["to"])[:]
+        headers["call-id"] = src["call-id"][:]
+        headers["cseq"] = [f"{request.cseq()[0]} ACK"]
+        ack = Request("ACK", request.uri, headers)
+        self.transport.send(ack.to_bytes(), self.addr)
+
+    TABLE: ClassVar[dict[tuple[str, str], Row]] = {
+        ("calling", "timer_a"): ("calling", ("retransmit", "start_a")),
+        ("calling", "timer_b"): (TERMINATED, ("report_timeout",)),
+        ("calling", "provisional"): ("proceeding", ("stop_a", "stop_b", "pass_up")),
+        ("calling", "success"): ("accepted", ("stop_a", "stop_b", "pass_up", "start_m")),
+        ("calling", "failure"): ("completed", ("stop_a", "stop_b", "send_ack", "pass_up",
+                                               "start_d")),
+        ("calling", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("proceeding", "provisional"): ("proceeding", ("pass_up",)),
+        ("proceeding", "success"): ("accepted", ("pass_up", "start_m")),
+        ("proceeding", "failure"): ("completed", ("send_ack", "pass_up", "start_d")),
+        ("proceeding", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("completed", "failure"): ("completed", ("send_ack",)),
+        ("completed", "timer_d"): (TERMINATED, ()),
+        ("completed", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("accepted", "success"): ("accepted", ("pass_up",)),
+        ("accepted", "timer_m"): (TERMINATED, ()),
+    }  # fmt: skip
+
+
+class ClientNonInvite(_Client):
+    """RFC 3261 Figure 6."""
+
+    INITIAL = "trying"
+
+    __slots__ = ()
+
+    def start(self) -> None:
+        """Send the request and run timers E and F."""
+        self.transport.send(self.data, self.addr)
+        self._start_e(None)
+        self._start("f", 64 * self.layer.t1)
+
+    def _start_e(self, _arg: Any) -> None:
+        if not self.transport.reliable:
+            self._double("e", self.layer.t1, self.layer.t2)
+
+    def _start_e_t2(self, _arg: Any) -> None:
+        if not self.transport.reliable:
+            self.intervals["e"] = self.layer.t2
+            self._start("e", self.layer.t2)
+
+    def _stop_e(self, _arg: Any) -> None:
+        self._stop("e")
+
+    def _stop_f(self, _arg: Any) -> None:
+        self._stop("f")
+
+    def _start_k(self, _arg: Any) -> None:
+        self._start("k", 0.0 if self.transport.reliable else self.layer.t4)
+
+    TABLE: ClassVar[dict[tuple[str, str], Row]] = {
+        ("trying", "timer_e"): ("trying", ("retransmit", "start_e")),
+        ("trying", "timer_f"): (TERMINATED, ("report_timeout",)),
+        ("trying", "provisional"): ("proceeding", ("pass_up",)),
+        ("trying", "success"): ("completed", ("stop_e", "stop_f", "pass_up", "start_k")),
+        ("trying", "failure"): ("completed", ("stop_e", "stop_f", "pass_up", "start_k")),
+        ("trying", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("proceeding", "timer_e"): ("proceeding", ("retransmit", "start_e_t2")),
+        ("proceeding", "timer_f"): (TERMINATED, ("report_timeout",)),
+        ("proceeding", "provisional"): ("proceeding", ("pass_up",)),
+        ("proceeding", "success"): ("completed", ("stop_e", "stop_f", "pass_up", "start_k")),
+        ("proceeding", "failure"): ("completed", ("stop_e", "stop_f", "pass_up", "start_k")),
+        ("proceeding", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("completed", "timer_k"): (TERMINATED, ()),
+    }

@@ -110,6 +110,27 @@ class Checker:
         mark = node.start_mark
         self.problems.append(Problem(self.file, mark.line + 1, mark.column + 1, message))
 
+    def problem_inside(self, node: Node, offset: int, message: str) -> None:
+        """A problem at ``offset`` (0-based) inside a one-line scalar's text.
+
+        The column is exact when the scalar's source text is its value (plain
+        or quoted without escapes); otherwise the problem points at the node.
+        """
+        mark = node.start_mark
+        value = node.value if isinstance(node, ScalarNode) else None
+        quote = 1 if isinstance(node, ScalarNode) and node.style in ("'", '"') else 0
+        buffer = getattr(mark, "buffer", None)
+        if (
+            isinstance(value, str)
+            and isinstance(buffer, str)
+            and 0 <= offset <= len(value)
+            and buffer[mark.pointer + quote : mark.pointer + quote + len(value)] == value
+        ):
+            column = mark.column + 1 + quote + offset
+            self.problems.append(Problem(self.file, mark.line + 1, column, message))
+        else:
+            self.problem(node, message)
+
     def raise_if_problems(self) -> None:
         if self.problems:
             raise SourceError(sorted(self.problems, key=lambda p: (p.line, p.column)))
@@ -229,4 +250,3 @@ def describe(node: Node) -> str:
     if isinstance(node, ScalarNode) and node.tag == _NULL and not node.style:
         return "nothing"
     return f"'{node.value}'"
-

@@ -51,7 +51,7 @@ def request_bytes(
     body: bytes = b"",
     transport: str = "UDP",
 ) -> bytes:
-    to = f"<{uri.split(';')[0]}>" + (f";tag={to_tag}" if to_tag else "")
+    to = f"<{uri.split(';', maxsplit=1)[0]}>" + (f";tag={to_tag}" if to_tag else "")
     head = (
         f"{method} {uri} SIP/2.0\r\n"
         f"Via: SIP/2.0/{transport} {via_host};branch={branch}\r\n"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sipkit import PEER, FakeTransport, RecordingTU, request_bytes
 from twisted.internet.task import Clock
 
 from engine.sip.headers import parse_address
@@ -14,7 +15,6 @@ from engine.sip.message import Request
 from engine.sip.parser import parse_datagram
 from engine.sip.peers import PeerFilter
 from engine.sip.stack import SipStack
-from sipkit import PEER, FakeTransport, RecordingTU, request_bytes
 
 TORTURE = Path(__file__).parent / "data" / "rfc4475"
 EXPECTED = json.loads((TORTURE / "expected.json").read_text())
@@ -26,7 +26,9 @@ ROLE = {"escnull": 405, "dblreq": 405, "mpart01": 405, "unksm2": 405, "regaut01"
         "cparam01": 405, "cparam02": 405, "regescrt": 405}  # fmt: skip
 
 
-def make(status: int | None = 200, peers: list[str] | None = None) -> tuple[SipStack, Clock, RecordingTU]:
+def make(
+    status: int | None = 200, peers: list[str] | None = None
+) -> tuple[SipStack, Clock, RecordingTU]:
     clock = Clock()
     tu = RecordingTU(status)
     stack = SipStack(clock, tu, peers=PeerFilter(peers))
@@ -96,7 +98,9 @@ def test_ack_for_a_failure_is_absorbed_and_a_stray_ack_reaches_the_tu() -> None:
     assert tu.acks == []
     clock.advance(1)
     assert transport.statuses() == [486]  # the ACK stopped timer G
-    stack.receive_datagram(request_bytes("ACK", branch="z9hG4bK-other", to_tag="x"), transport, PEER)
+    stack.receive_datagram(
+        request_bytes("ACK", branch="z9hG4bK-other", to_tag="x"), transport, PEER
+    )
     assert len(tu.acks) == 1
 
 
@@ -135,7 +139,7 @@ def test_rport_and_received_route_the_response_back_to_the_source() -> None:
     transport = FakeTransport()
     data = request_bytes("OPTIONS").replace(b"127.0.0.1:5070;branch", b"10.0.0.9:5060;rport;branch")
     stack.receive_datagram(data, transport, ("192.0.2.7", 40000))
-    (payload, addr), = transport.sent
+    ((payload, addr),) = transport.sent
     assert addr == ("192.0.2.7", 40000)
     via = parse_datagram(payload).get("via")
     assert via == "SIP/2.0/UDP 10.0.0.9:5060;rport=40000;branch=z9hG4bK-test-1;received=192.0.2.7"
@@ -146,7 +150,7 @@ def test_received_without_rport_uses_the_via_port() -> None:
     transport = FakeTransport()
     data = request_bytes("OPTIONS").replace(b"127.0.0.1:5070", b"pbx.example.com:5062")
     stack.receive_datagram(data, transport, ("192.0.2.8", 5062))
-    (payload, addr), = transport.sent
+    ((payload, addr),) = transport.sent
     assert addr == ("192.0.2.8", 5062)
     assert b"received=192.0.2.8" in payload
 
@@ -173,7 +177,9 @@ def test_requests_from_non_peers_get_403_without_a_decision() -> None:
     transport = FakeTransport()
     stack.receive_datagram(request_bytes("INVITE"), transport, ("192.0.2.66", 5060))
     assert transport.statuses() == [403] and tu.requests == []
-    stack.receive_datagram(request_bytes("INVITE", branch="z9hG4bK-2"), transport, ("10.1.2.3", 5060))
+    stack.receive_datagram(
+        request_bytes("INVITE", branch="z9hG4bK-2"), transport, ("10.1.2.3", 5060)
+    )
     assert transport.statuses() == [403, 302]
     assert stack.counters.forbidden == 1
 

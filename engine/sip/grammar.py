@@ -26,10 +26,21 @@ USER_CHARS = frozenset(_ALNUM + "-_.!~*'()" + "&=+$,;?/" + "%")
 HOST_CHARS = frozenset(_ALNUM + "-._")
 _HEX = frozenset(string.hexdigits)
 _WS = " \t"
+_BAD_VALUE = frozenset(' \t,<>"')
+
+
+_tokens: set[str] = set()
 
 
 def is_token(text: str) -> bool:
-    return bool(text) and all(c in TOKEN_CHARS for c in text)
+    """Whether ``text`` is an RFC 3261 token; the few that recur are remembered."""
+    if text in _tokens:
+        return True
+    if not text or not TOKEN_CHARS.issuperset(text):
+        return False
+    if len(_tokens) < 1024:
+        _tokens.add(text)
+    return True
 
 
 def unescape(text: str) -> str:
@@ -42,7 +53,7 @@ def unescape(text: str) -> str:
         c = text[i]
         if c == "%":
             pair = text[i + 1 : i + 3]
-            if len(pair) != 2 or not all(h in _HEX for h in pair):
+            if len(pair) != 2 or not _HEX.issuperset(pair):
                 raise ValueError("broken %-escape")
             out.append(int(pair, 16))
             i += 3
@@ -100,14 +111,15 @@ def parse_params(text: str) -> dict[str, str | None]:
     pieces = _split_outside(text, ";") if '"' in text else text.split(";")
     for piece in pieces:
         name, eq, value = piece.partition("=")
-        name = name.strip(_WS).lower()
-        if not is_token(name):
-            raise ValueError(f"bad parameter name {name!r}")
+        if name not in _tokens or not name.islower():
+            name = name.strip(_WS).lower()
+            if not is_token(name):
+                raise ValueError(f"bad parameter name {name!r}")
         if eq:
             value = value.strip(_WS)
             if not value:
                 raise ValueError(f"empty value for parameter {name!r}")
-            if value[0] != '"' and any(c in ' \t,<>"' for c in value):
+            if value[0] != '"' and not _BAD_VALUE.isdisjoint(value):
                 raise ValueError(f"bad value for parameter {name!r}")
             params[name] = value
         else:

@@ -1,12 +1,16 @@
 """Structured header values: Via, name-addr (From, To, Contact, Route) and CSeq.
 
-Each parser takes the text of one value and returns a small object, or raises
-``ValueError`` with a short reason that the caller turns into a 400.
+Each parser takes the text of one value and returns a small immutable object,
+or raises ``ValueError`` with a short reason that the caller turns into a 400.
+The shapes real peers send (``SIP/2.0/UDP host:port;branch=...``,
+``"Name" <sip:...>;tag=...``) take a short path; LWS, quoting and escapes
+anywhere the grammar allows them take the general one. The ``<...>`` part of
+a name-addr is cached by its text, as it repeats from call to call.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from engine.sip.grammar import HOST_CHARS, TOKEN_CHARS, is_token, parse_params, unquote
 from engine.sip.uri import URI, parse_uri
@@ -14,18 +18,21 @@ from engine.sip.uri import URI, parse_uri
 __all__ = ["Address", "Via", "parse_address", "parse_cseq", "parse_via"]
 
 _WS = " \t"
+_LWS = frozenset(" \t")
 _DIGITS = frozenset("0123456789")
+_NO_PARAMS: dict[str, str | None] = {}
 MAX_CSEQ = 2**31 - 1
+_CACHE_SIZE = 8192
+_name_addr_cache: dict[str, tuple[str | None, URI]] = {}
 
 
-@dataclass(slots=True)
-class Via:
+class Via(NamedTuple):
     """One Via value: ``SIP/2.0/UDP host:port;branch=...``."""
 
     transport: str
     host: str
     port: int | None
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: dict[str, str | None]
 
     @property
     def branch(self) -> str | None:
@@ -38,21 +45,29 @@ class Via:
 
 
 def parse_via(value: str) -> Via:
-    """Parse one Via value (LWS around ``/`` and ``;`` allowed, as RFC 3261 says)."""
+    """Parse one Via value (LWS around ``/``, ``:`` and ``;`` allowed, as RFC 3261 says)."""
     rest = value[8:] if value.startswith("SIP/2.0/") else _strip_protocol(value)
-    space = _first_ws(rest)
+    space = rest.find(" ")
+    tab = rest.find("\t")
+    if tab >= 0 and (space < 0 or tab < space):
+        space = tab
     if space < 0:
         raise ValueError("Via has no sent-by")
     transport = rest[:space].upper()
     if not is_token(transport):
         raise ValueError("bad Via transport")
-    rest = rest[space:].lstrip(_WS)
-    sent_by, semi, params = rest.partition(";")
-    host, port = _parse_sent_by(sent_by.strip(_WS))
-    via = Via(transport, host, port)
-    if semi:
-        via.params = parse_params(params)
-    return via
+    rest = rest[space + 1 :].lstrip(_WS)
+    sent_by, semi, param_text = rest.partition(";")
+    if not _LWS.isdisjoint(sent_by):  # LWS is allowed around ':' (COLON) and before ';'
+        host_text, colon, port_text = sent_by.rpartition(":")
+        if colon and "]" not in port_text:
+            sent_by = f"{host_text.strip(_WS)}:{port_text.strip(_WS)}"
+        else:
+            sent_by = sent_by.strip(_WS)
+    host, port = _parse_sent_by(sent_by)
+    if not semi:
+        return Via(transport, host, port, _NO_PARAMS)
+    return Via(transport, host, port, parse_params(param_text))
 
 
 def _strip_protocol(value: str) -> str:
@@ -69,45 +84,37 @@ def _strip_protocol(value: str) -> str:
     return rest.lstrip(_WS)
 
 
-def _first_ws(text: str) -> int:
-    for i, c in enumerate(text):
-        if c in _WS:
-            return i
-    return -1
-
-
 def _parse_sent_by(text: str) -> tuple[str, int | None]:
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
             raise ValueError("unterminated IPv6 reference in Via")
-        host, tail = text[: end + 1], text[end + 1 :].strip(_WS)
-        port_text = tail[1:].strip(_WS) if tail.startswith(":") else None
+        host, tail = text[: end + 1], text[end + 1 :]
+        port_text = tail[1:] if tail.startswith(":") else None
         if tail and port_text is None:
             raise ValueError("bad Via sent-by")
     else:
         host, colon, port_part = text.partition(":")
-        host = host.strip(_WS)
-        port_text = port_part.strip(_WS) if colon else None
-        if not host or any(c not in HOST_CHARS for c in host):
+        port_text = port_part if colon else None
+        if not host or not HOST_CHARS.issuperset(host):
             raise ValueError("bad Via host")
+        host = host.lower()
     if port_text is None:
-        return host.lower(), None
-    if not port_text or len(port_text) > 5 or any(c not in _DIGITS for c in port_text):
+        return host, None
+    if not port_text or len(port_text) > 5 or not _DIGITS.issuperset(port_text):
         raise ValueError("bad Via port")
     port = int(port_text)
     if not 0 < port <= 65535:
         raise ValueError("Via port out of range")
-    return host.lower(), port
+    return host, port
 
 
-@dataclass(slots=True)
-class Address:
+class Address(NamedTuple):
     """A name-addr or addr-spec with header parameters (From, To, Contact...)."""
 
     display: str | None
     uri: URI
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: dict[str, str | None]
 
     @property
     def tag(self) -> str | None:
@@ -128,36 +135,61 @@ def parse_address(value: str) -> Address:
     text = value.strip(_WS)
     if text.startswith('"'):
         end = _closing_quote(text)
-        display: str | None = unquote(text[: end + 1])
-        rest = text[end + 1 :].lstrip(_WS)
+        gt = text.find(">", end)
+    else:
+        lt = text.find("<")
+        if lt < 0:
+            return _addr_spec(text)
+        gt = text.find(">", lt)
+    if gt < 0:
+        raise ValueError("missing '>'")
+    head = text[: gt + 1]
+    cached = _name_addr_cache.get(head)
+    if cached is None:
+        cached = _name_addr(head)
+        if len(_name_addr_cache) >= _CACHE_SIZE:
+            _name_addr_cache.clear()
+        _name_addr_cache[head] = cached
+    tail = text[gt + 1 :]
+    if not tail:
+        return Address(cached[0], cached[1], _NO_PARAMS)
+    tail = tail.strip(_WS)
+    if tail and tail[0] != ";":
+        raise ValueError("unexpected text after '>'")
+    return Address(cached[0], cached[1], parse_params(tail) if tail else _NO_PARAMS)
+
+
+def _name_addr(head: str) -> tuple[str | None, URI]:
+    """``[display] <uri>`` (ending at its '>') into the display name and the URI."""
+    display: str | None
+    if head.startswith('"'):
+        end = _closing_quote(head)
+        display = unquote(head[: end + 1])
+        rest = head[end + 1 :].lstrip(_WS)
         if not rest.startswith("<"):
             raise ValueError("quoted display name not followed by <URI>")
-        return _name_addr(display, rest)
-    lt = text.find("<")
-    if lt >= 0:
-        words = text[:lt].split()
-        if any(not all(c in TOKEN_CHARS for c in w) for w in words):
+    else:
+        lt = head.find("<")
+        words = head[:lt].split()
+        if any(not TOKEN_CHARS.issuperset(w) for w in words):
             raise ValueError("display name has characters that need quoting")
         display = " ".join(words) or None
-        return _name_addr(display, text[lt:])
+        rest = head[lt:]
+    # No strip inside <>: LWS there is an error (RFC 4475 badaspec).
+    return display, parse_uri(rest[1:-1])
+
+
+def _addr_spec(text: str) -> Address:
     uri_text, semi, params = text.partition(";")
-    if any(c in ",?" for c in uri_text):
+    if "," in uri_text or "?" in uri_text:
         raise ValueError("a URI with ',' or '?' must be enclosed in <>")
     return Address(None, parse_uri(uri_text.strip(_WS)), parse_params(params) if semi else {})
 
 
-def _name_addr(display: str | None, rest: str) -> Address:
-    gt = rest.find(">")
-    if gt < 0:
-        raise ValueError("missing '>'")
-    uri = parse_uri(rest[1:gt])  # no strip: LWS inside <> is an error (RFC 4475 badaspec)
-    tail = rest[gt + 1 :].strip(_WS)
-    if tail and not tail.startswith(";"):
-        raise ValueError("unexpected text after '>'")
-    return Address(display, uri, parse_params(tail) if tail else {})
-
-
 def _closing_quote(text: str) -> int:
+    end = text.find('"', 1)
+    if end > 0 and "\\" not in text[1:end]:
+        return end
     i, n = 1, len(text)
     while i < n:
         c = text[i]
@@ -176,7 +208,7 @@ def parse_cseq(value: str) -> tuple[int, str]:
     if len(parts) != 2:
         raise ValueError("CSeq must be a number and a method")
     number, method = parts
-    if len(number) > 10 or any(c not in _DIGITS for c in number):
+    if len(number) > 10 or not _DIGITS.issuperset(number):
         raise ValueError("bad CSeq number")
     seq = int(number)
     if seq > MAX_CSEQ:

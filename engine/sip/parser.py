@@ -171,7 +171,7 @@ def _parse_head(head: bytes, sep: str) -> Request | Response:
 
 def _header_name(raw: str) -> str:
     name = raw.rstrip(" \t")
-    if not name or any(c not in TOKEN_CHARS for c in name):
+    if not name or not TOKEN_CHARS.issuperset(name):
         raise ParseError("Bad Header Name")
     lower = name.lower()
     canonical = COMPACT.get(lower, lower)
@@ -184,7 +184,7 @@ def _start_line(line: str, headers: dict[str, list[str]]) -> Request | Response:
     if line.startswith("SIP/"):
         version, _, rest = line.partition(" ")
         code, _, reason = rest.partition(" ")
-        if version != "SIP/2.0" or len(code) != 3 or any(c not in _DIGITS for c in code):
+        if version != "SIP/2.0" or len(code) != 3 or not _DIGITS.issuperset(code):
             raise ParseError("Bad Status Line")
         status = int(code)
         if not 100 <= status < 700:
@@ -197,7 +197,7 @@ def _start_line(line: str, headers: dict[str, list[str]]) -> Request | Response:
         raise ParseError("Malformed Request Line", partial=Request(method, "", headers))
     method, uri, version = parts
     request = Request(method, uri, headers)
-    if not method or any(c not in TOKEN_CHARS for c in method):
+    if not method or not TOKEN_CHARS.issuperset(method):
         raise ParseError("Bad Method", partial=request)
     if not uri or uri[0] == "<":
         raise ParseError("Malformed Request-URI", partial=request)
@@ -215,7 +215,7 @@ def _content_length(message: Message) -> int | None:
     if len(values) != 1:
         raise ParseError("Several Content-Length Values", partial=message)
     text = values[0]
-    if not text or len(text) > 9 or any(c not in _DIGITS for c in text):
+    if not text or len(text) > 9 or not _DIGITS.issuperset(text):
         raise ParseError("Bad Content-Length", partial=message)
     return int(text)
 

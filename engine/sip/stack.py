@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.ratelog import RateLimitedLog
-from engine.sip.headers import Via, parse_cseq
+from engine.sip.headers import Via, parse_cseq, parse_via
 from engine.sip.message import Request, Response
 from engine.sip.parser import ParseError, parse_datagram
 from engine.sip.peers import PeerFilter
@@ -119,12 +119,47 @@ class SipStack:
         self, data: bytes, transport: Transport, source: Address, overloaded: bool = False
     ) -> None:
         """One UDP datagram: parse it and hand it on, answering 400 if malformed."""
+        txn = self._prematch(data)
+        if txn is not None:
+            if data.startswith(b"ACK "):
+                txn.handle("ack")
+            else:
+                self.counters.retransmissions += 1
+                txn.handle("request")
+            return
         try:
             message = parse_datagram(data)
         except ParseError as exc:
             self._malformed(exc, transport, source)
             return
         self.receive(message, transport, source, overloaded)
+
+    def _prematch(self, data: bytes) -> ServerTransaction | None:
+        """The server transaction a retransmission or an ACK belongs to, found cheaply.
+
+        Nearly every ACK, and every retransmitted request, belongs to a
+        transaction that exists; its key needs only the method and the top Via
+        (RFC 3261 §17.2.3). This reads just those from the raw bytes. Anything
+        unusual (compact or folded Via, several values on the line, no
+        RFC 3261 branch) returns None and takes the full path.
+        """
+        at = data.find(b"\r\nVia: SIP/2.0/")
+        if at < 0 or not self.server or at > data.find(b"\r\n\r\n"):
+            return None
+        end = data.find(b"\r\n", at + 7)
+        line = data[at + 7 : end]
+        if b"," in line or data[end + 2 : end + 3] in (b" ", b"\t"):
+            return None
+        try:
+            via = parse_via(line.decode())
+        except (ValueError, UnicodeDecodeError):
+            return None
+        branch = via.params.get("branch")
+        if branch is None or not branch.startswith(MAGIC_COOKIE):
+            return None
+        method = data[: data.find(b" ")]
+        kind = "INVITE" if method == b"ACK" else method.decode("ascii", "replace")
+        return self.server.get((branch, via.host, via.port, kind))
 
     def receive(
         self, message: Request | Response, transport: Transport, source: Address,

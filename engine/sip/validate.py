@@ -9,7 +9,7 @@ test cases; its guidance for each is recorded in tests/data/rfc4475/.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_tz
 
 from engine.sip.headers import parse_address
@@ -44,10 +44,10 @@ class Policy:
 
     allowed: frozenset[str]
     supported: frozenset[str] = frozenset()
+    allow_header: str = field(init=False)
 
-    @property
-    def allow_header(self) -> str:
-        return ", ".join(m for m in sorted(self.allowed))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allow_header", ", ".join(sorted(self.allowed)))
 
 
 def check_request(request: Request, policy: Policy) -> Refusal | None:
@@ -60,24 +60,23 @@ def check_request(request: Request, policy: Policy) -> Refusal | None:
     if refusal is not None:
         return refusal
     method = request.method
-    allow = (("allow", policy.allow_header),)
     if method not in KNOWN_METHODS:
-        return Refusal(501, None, allow)
+        return Refusal(501, None, (("allow", policy.allow_header),))
     if request.cseq()[1] != method:
         return Refusal(400, "CSeq Method Mismatch")
     if method not in policy.allowed:
-        return Refusal(405, None, allow)
-    uri = request.request_uri()
-    if uri.scheme not in _SCHEMES:
+        return Refusal(405, None, (("allow", policy.allow_header),))
+    headers = request.headers
+    if request.request_uri().scheme not in _SCHEMES:
         return Refusal(416)
-    max_forwards = request.get("max-forwards")
-    if max_forwards is not None and int(max_forwards) == 0 and not _to_us(request):
+    max_forwards = headers.get("max-forwards")
+    if max_forwards is not None and not max_forwards[0].strip("0") and not _to_us(request):
         return Refusal(483)
-    if method != "CANCEL":
-        refusal = _require(request, policy)
-        if refusal is not None:
-            return refusal
-    if method == "INVITE":
+    if "require" in headers and method != "CANCEL":
+        unknown = [tag for tag in request.values("require") if tag not in policy.supported]
+        if unknown:
+            return Refusal(420, None, (("unsupported", ", ".join(unknown)),))
+    if method == "INVITE" and (request.body or "accept" in headers):
         return _content(request)
     return None
 
@@ -97,7 +96,7 @@ def _syntax(request: Request) -> Refusal | None:
         return Refusal(400, "Empty Call-ID")
     max_forwards = request.get("max-forwards")
     if max_forwards is not None and (
-        not max_forwards or len(max_forwards) > 9 or any(c not in _DIGITS for c in max_forwards)
+        not max_forwards or len(max_forwards) > 9 or not _DIGITS.issuperset(max_forwards)
         or int(max_forwards) > 255
     ):
         return Refusal(400, "Bad Max-Forwards")
@@ -132,14 +131,6 @@ def _phrase(exc: ValueError) -> str:
 def _to_us(request: Request) -> bool:
     """An OPTIONS addressed to the server itself (no user part) is ours to answer."""
     return request.method == "OPTIONS" and request.request_uri().user is None
-
-
-def _require(request: Request, policy: Policy) -> Refusal | None:
-    required = request.values("require")
-    unknown = [tag for tag in required if tag and tag not in policy.supported]
-    if unknown:
-        return Refusal(420, None, (("unsupported", ", ".join(unknown)),))
-    return None
 
 
 def _content(request: Request) -> Refusal | None:

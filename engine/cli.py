@@ -1,0 +1,154 @@
+"""The ``vms`` command line (contract.md, "Command line").
+
+Errors go to stderr as one sentence; exit status 1 for bad input, 2 for bad
+usage (argparse's own). No traceback reaches a user for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.config import Config, load_config, parse_hostport
+from engine.passwords import hash_password
+from routing_trees import commands as tree_commands
+from routing_trees.source import SourceError
+from routing_trees.treeset import load_directory
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vms", description="Open Voice Managed Services")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the engine")
+    serve.add_argument("--config", required=True, help="configuration file (YAML)")
+    serve.add_argument("--sip", help="SIP listen address HOST:PORT (UDP and TCP)")
+    serve.add_argument("--trunk", help="trunk address HOST:PORT for outgoing calls")
+    serve.add_argument("--mode", choices=("redirect", "b2bua"))
+    serve.add_argument("--trees", help="directory of routing trees")
+    serve.add_argument("--data-dir", help="where durable data lives")
+    serve.add_argument("--state", help="memory or redis://HOST:PORT/DB")
+    serve.add_argument("--portal", help="HTTP listen address HOST:PORT")
+
+    config = sub.add_parser("config", help="configuration files")
+    config_sub = config.add_subparsers(dest="action", required=True)
+    validate = config_sub.add_parser("validate", help="validate a configuration and its trees")
+    validate.add_argument("file")
+
+    tree = sub.add_parser("tree", help="routing trees")
+    tree_sub = tree.add_subparsers(dest="action", required=True)
+    tv = tree_sub.add_parser("validate", help="validate tree files")
+    tv.add_argument("files", nargs="+")
+    tv.add_argument("--config", help="also check each tree against its customer")
+    te = tree_sub.add_parser("explain", help="which rule a call matches, and why")
+    te.add_argument("file")
+    te.add_argument("--caller", required=True, help="caller number, or 'anonymous'")
+    te.add_argument("--called", required=True, help="called number")
+    te.add_argument("--at", required=True, help="ISO 8601 time (naive = the tree's timezone)")
+    te.add_argument("--mode", default="normal", choices=("normal", "drs", "continuity"))
+    te.add_argument("--json", action="store_true", help="one JSON object")
+
+    sub.add_parser("passwd", help="read a password on stdin, print its hash for the config")
+    return parser
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except SourceError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    changes: dict[str, object] = {}
+    try:
+        if args.sip:
+            changes["listen"] = parse_hostport(args.sip)
+        if args.trunk:
+            changes["trunk"] = parse_hostport(args.trunk)
+        if args.portal:
+            changes["portal"] = parse_hostport(args.portal, 8080)
+    except ValueError as exc:
+        print(f"vms serve: {exc}", file=sys.stderr)
+        return 2
+    if args.mode:
+        changes["mode"] = args.mode
+    if args.trees:
+        changes["trees"] = Path(args.trees).resolve()
+    if args.data_dir:
+        changes["data_dir"] = Path(args.data_dir).resolve()
+    if args.state:
+        if args.state != "memory" and not args.state.startswith("redis://"):
+            print("vms serve: --state must be 'memory' or redis://HOST:PORT/DB", file=sys.stderr)
+            return 2
+        changes["state"] = args.state
+    from engine.serve import serve  # noqa: PLC0415 - Twisted only when serving
+
+    return serve(config.with_overrides(**changes))
+
+
+def _config_validate(args: argparse.Namespace) -> int:
+    config = _load(args.file)
+    if config is None:
+        return 1
+    try:
+        trees = load_directory(config.trees, config.profiles() or None)
+    except SourceError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return 1
+    print(f"{args.file}: valid ({len(config.customers)} customers, {len(trees.trees)} trees)",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _tree_validate(args: argparse.Namespace) -> int:
+    profiles = None
+    if args.config:
+        config = _load(args.config)
+        if config is None:
+            return 1
+        profiles = config.profiles()
+    return tree_commands.validate(args.files, profiles, sys.stdout, sys.stderr)
+
+
+def _tree_explain(args: argparse.Namespace) -> int:
+    return tree_commands.explain(args.file, args.caller, args.called, args.at, args.mode,
+                                 args.json, sys.stdout, sys.stderr)  # fmt: skip
+
+
+def _passwd(_args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("vms passwd: the password is empty; type one on stdin", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "config":
+        return _config_validate(args)
+    if args.command == "tree":
+        return _tree_validate(args) if args.action == "validate" else _tree_explain(args)
+    return _passwd(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

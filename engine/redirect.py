@@ -1,0 +1,176 @@
+"""Redirect mode: answer each INVITE with the routing tree's decision, keep no call state.
+
+A forward becomes ``302 Moved Temporarily`` with
+``Contact: <sip:DESTINATION@TRUNKHOST:TRUNKPORT>`` (contract.md). A redirect
+server cannot follow the dynamic branches itself, so the forward targets
+reachable through ``on_busy``, ``on_no_answer``, ``on_unreachable`` and
+``on_overflow`` follow as further Contacts with falling q-values (RFC 3261
+§8.1.3.4): the upstream tries them in turn. When there are several, every
+Contact carries its q (the primary ``q=1.0``), since upstreams differ in the
+q they assume for a Contact without one. A ``reject`` is sent as its final
+response; actions that need media (announce, menu, queue) cannot be served
+here: they are reported rule by rule at start (:func:`unservable`) and a call
+that reaches one gets ``unservable`` (480 by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from engine.config import RedirectSettings
+from engine.router import Router
+from engine.sip.message import Request, Response
+from engine.sip.stack import ServerTransaction, SipStack
+from engine.sip.transaction import ServerInvite, Transport
+from engine.sip.validate import Policy
+from routing_trees.compile import CompiledTree
+from routing_trees.facts import NO_MATCH_RESPONSE
+from routing_trees.model import Action, Announce, Forward, Menu, Queue, Reject, Split, walk
+
+__all__ = ["RedirectService", "Unservable", "contacts_for", "unservable"]
+
+log = logging.getLogger(__name__)
+
+_MEDIA = (Announce, Menu, Queue)
+_OUTCOMES = ("on_busy", "on_no_answer", "on_unreachable", "on_overflow")
+
+
+def contacts_for(action: Forward, limit: int, rng: random.Random) -> list[str]:
+    """The primary number, then failover numbers breadth-first, each once.
+
+    Splits met on the way are resolved by weight, as they would be at call
+    time; branches that need media are skipped.
+    """
+    numbers = [action.number]
+    level: list[Action] = [action]
+    while level and len(numbers) < limit:
+        following: list[Action] = []
+        for node in level:
+            if not isinstance(node, Forward):
+                continue
+            for key in _OUTCOMES:
+                child = getattr(node, key)
+                while isinstance(child, Split):
+                    child = child.choose(rng.randrange(100))
+                if isinstance(child, Forward):
+                    following.append(child)
+                    if child.number not in numbers:
+                        numbers.append(child.number)
+        level = following
+    return numbers[:limit]
+
+
+class RedirectService:
+    """The transaction user of redirect mode."""
+
+    policy = Policy(allowed=frozenset({"INVITE", "ACK", "CANCEL", "OPTIONS", "BYE"}))
+
+    def __init__(
+        self,
+        stack: SipStack | None,
+        router: Router,
+        trunk: tuple[str, int],
+        settings: RedirectSettings,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.stack = stack
+        self.router = router
+        self.trunk = f"{trunk[0]}:{trunk[1]}" if ":" not in trunk[0] else \
+            f"[{trunk[0]}]:{trunk[1]}"  # fmt: skip
+        self.settings = settings
+        self.rng = rng or random.Random()
+        self.decisions = 0
+
+    def _response(self, txn: ServerTransaction, status: int, reason: str | None = None) -> Response:
+        assert self.stack is not None
+        return txn.request.response(status, reason, self.stack.to_tag(txn))
+
+    def request_received(self, txn: ServerTransaction, request: Request) -> None:
+        method = request.method
+        if method == "INVITE":
+            txn.respond(self._decide(txn, request))
+        elif method == "OPTIONS":
+            response = self._response(txn, 200)
+            response.add("allow", self.policy.allow_header)
+            response.add("accept", "application/sdp")
+            txn.respond(response)
+        else:  # BYE: a redirect server holds no dialogs
+            txn.respond(self._response(txn, 481))
+
+    def _decide(self, txn: ServerTransaction, request: Request) -> Response:
+        assert self.stack is not None
+        route = self.router.route(request, self.stack.clock.seconds())
+        if route is None:
+            return self._response(txn, 404)
+        self.decisions += 1
+        action = route.decision.action
+        if action is None:
+            return self._response(txn, NO_MATCH_RESPONSE, "No Rule Matched")
+        while isinstance(action, Split):
+            action = action.choose(self.rng.randrange(100))
+        if isinstance(action, Reject):
+            return self._response(txn, action.code)
+        if isinstance(action, Forward):
+            response = self._response(txn, 302)
+            response.headers["contact"] = self._contacts(action)
+            return response
+        return self._response(txn, self.settings.unservable, "Not Servable In Redirect Mode")
+
+    def _contacts(self, action: Forward) -> list[str]:
+        trunk = self.trunk
+        if self.settings.failover_contacts:
+            numbers = contacts_for(action, self.settings.max_contacts, self.rng)
+        else:
+            numbers = [action.number]
+        if len(numbers) == 1:
+            return [f"<sip:{numbers[0]}@{trunk}>"]
+        step = 1.0 / len(numbers)
+        return [f"<sip:{n}@{trunk}>;q={1.0 - i * step:.3g}" for i, n in enumerate(numbers)]
+
+    def ack_received(self, request: Request, transport: Transport, source: tuple[str, int]) -> None:
+        """A redirect server sends no 2xx to INVITE, so a stray ACK is dropped."""
+
+    def cancel_received(self, txn: ServerInvite) -> None:
+        """INVITEs are answered at once, so this only ends one left unanswered."""
+        txn.respond(self._response(txn, 487))
+
+    def server_failed(self, txn: ServerTransaction, reason: str) -> None:
+        """The upstream never acknowledged our final response; nothing to clean up."""
+
+    def stray_response(
+        self, response: Response, transport: Transport, source: tuple[str, int]
+    ) -> None:
+        """A redirect server sends no requests, so a response is stray by definition."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unservable:
+    """One place in a tree that redirect mode cannot serve, and why."""
+
+    where: str
+    rule: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        at = f" ({self.path})" if self.path else ""
+        return f"{self.where}: rule '{self.rule}'{at}: {self.message}"
+
+
+def unservable(tree: CompiledTree, status: int) -> Iterator[Unservable]:
+    """Every action of a tree that redirect mode cannot carry out, rule by rule."""
+    for rule in tree.tree.rules:
+        for path, action in walk(rule.do):
+            kind = type(action).__name__.lower()
+            if isinstance(action, _MEDIA):
+                if path:
+                    message = f"{kind} needs media; redirect mode leaves it out of the 302"
+                else:
+                    message = f"{kind} needs media; calls matching this rule get {status}"
+                yield Unservable(str(action.pos), rule.name, path, message)
+            elif isinstance(action, Forward) and action.max_calls is not None:
+                yield Unservable(str(action.pos), rule.name, path,
+                                 "max_calls is not enforced in redirect mode (no call state)")

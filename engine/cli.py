@@ -98,6 +98,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _config_validate(args: argparse.Namespace) -> int:
+    # Every problem on stderr, in the configuration or in a tree alike (as
+    # `vms serve` reports them).
     config = _load(args.file)
     if config is None:
         return 1
@@ -105,7 +107,7 @@ def _config_validate(args: argparse.Namespace) -> int:
         trees = load_directory(config.trees, config.profiles() or None)
     except SourceError as exc:
         for problem in exc.problems:
-            print(problem)
+            print(problem, file=sys.stderr)
         return 1
     print(f"{args.file}: valid ({len(config.customers)} customers, {len(trees.trees)} trees)",
           file=sys.stderr)  # fmt: skip

@@ -32,6 +32,7 @@ __all__ = [
 
 HostPort = tuple[str, int]
 MODES = ("redirect", "b2bua")
+_TOP = "the configuration"
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,9 @@ class _Reader:
         found = self.check.mapping(node, what, allowed=readers)
         out: dict[str, Any] = {}
         for key, (_, value) in (found or {}).items():
-            result = readers[key](value, f"{what}.{key}")
+            # "sip.listen", not "the configuration.sip.listen"
+            name = key if what == _TOP else f"{what}.{key}"
+            result = readers[key](value, name)
             if result is not None:
                 out[key] = result
         return out
@@ -174,7 +177,7 @@ def load_config(path: Path | str) -> Config:
     root = load_yaml(path)
     r = _Reader(path)
     c = r.check
-    top = r.section(root, "the configuration", {
+    top = r.section(root, _TOP, {
         "sip": lambda n, w: _sip(r, n, w),
         "state": lambda n, w: _state(r, n, w),
         "data_dir": r.path_value,
@@ -318,7 +321,6 @@ def _customer(r: _Reader, cid: str, node: Node, what: str) -> Customer | None:
         required=("formula", "numbers"))  # fmt: skip
     if fields is None:
         return None
-    before = len(c.problems)
     formula = r.choice(fields["formula"][1], f"{what} formula", FORMULAS) \
         if "formula" in fields else None  # fmt: skip
     options: set[str] = set()
@@ -353,8 +355,8 @@ def _customer(r: _Reader, cid: str, node: Node, what: str) -> Customer | None:
         if drs_password is not None and not is_hash(drs_password):
             c.problem(fields["drs_password"][1],
                       f"{what}: drs_password must be a hash made by `vms passwd`, not a password")
-    if len(c.problems) > before or formula is None:
-        return None
+    if formula is None:
+        return None  # the other fields were still checked; load_config raises anyway
     return Customer(cid, formula, frozenset(options), tuple(numbers), customer_number,
                     drs_password)  # fmt: skip
 

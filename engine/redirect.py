@@ -38,13 +38,15 @@ _MEDIA = (Announce, Menu, Queue)
 _OUTCOMES = ("on_busy", "on_no_answer", "on_unreachable", "on_overflow")
 
 
-def contacts_for(action: Forward, limit: int, rng: random.Random) -> list[str]:
+def contacts_for(action: Forward, limit: int, rng: random.Random) -> tuple[list[str], bool]:
     """The primary number, then failover numbers breadth-first, each once.
 
     Splits met on the way are resolved by weight, as they would be at call
-    time; branches that need media are skipped.
+    time; branches that need media are skipped. The flag says whether the
+    list is the same for every call (no split was drawn), so it may be cached.
     """
     numbers = [action.number]
+    fixed = True
     level: list[Action] = [action]
     while level and len(numbers) < limit:
         following: list[Action] = []
@@ -54,13 +56,14 @@ def contacts_for(action: Forward, limit: int, rng: random.Random) -> list[str]:
             for key in _OUTCOMES:
                 child = getattr(node, key)
                 while isinstance(child, Split):
+                    fixed = False
                     child = child.choose(rng.randrange(100))
                 if isinstance(child, Forward):
                     following.append(child)
                     if child.number not in numbers:
                         numbers.append(child.number)
         level = following
-    return numbers[:limit]
+    return numbers[:limit], fixed
 
 
 class RedirectService:
@@ -83,6 +86,9 @@ class RedirectService:
         self.settings = settings
         self.rng = rng or random.Random()
         self.decisions = 0
+        # Contact lines per Forward action (by identity) of the current trees.
+        self._contacts_of: dict[int, list[str]] = {}
+        self._contacts_trees: object = None
 
     def _response(self, txn: ServerTransaction, status: int, reason: str | None = None) -> Response:
         assert self.stack is not None
@@ -120,15 +126,25 @@ class RedirectService:
         return self._response(txn, self.settings.unservable, "Not Servable In Redirect Mode")
 
     def _contacts(self, action: Forward) -> list[str]:
-        trunk = self.trunk
+        if self._contacts_trees is not self.router.trees:
+            self._contacts_of.clear()
+            self._contacts_trees = self.router.trees
+        cached = self._contacts_of.get(id(action))
+        if cached is not None:
+            return cached[:]
         if self.settings.failover_contacts:
-            numbers = contacts_for(action, self.settings.max_contacts, self.rng)
+            numbers, fixed = contacts_for(action, self.settings.max_contacts, self.rng)
         else:
-            numbers = [action.number]
+            numbers, fixed = [action.number], True
+        trunk = self.trunk
         if len(numbers) == 1:
-            return [f"<sip:{numbers[0]}@{trunk}>"]
-        step = 1.0 / len(numbers)
-        return [f"<sip:{n}@{trunk}>;q={1.0 - i * step:.3g}" for i, n in enumerate(numbers)]
+            lines = [f"<sip:{numbers[0]}@{trunk}>"]
+        else:
+            step = 1.0 / len(numbers)
+            lines = [f"<sip:{n}@{trunk}>;q={_qvalue(1 - i * step)}" for i, n in enumerate(numbers)]
+        if fixed:
+            self._contacts_of[id(action)] = lines
+        return lines[:]
 
     def ack_received(self, request: Request, transport: Transport, source: tuple[str, int]) -> None:
         """A redirect server sends no 2xx to INVITE, so a stray ACK is dropped."""
@@ -144,6 +160,12 @@ class RedirectService:
         self, response: Response, transport: Transport, source: tuple[str, int]
     ) -> None:
         """A redirect server sends no requests, so a response is stray by definition."""
+
+
+def _qvalue(q: float) -> str:
+    """RFC 3261 qvalue: ``1.0``, ``0.75``, at most three decimals."""
+    text = f"{q:.3f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ reload): a decision uses the set that was current when it started.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from engine.sip.headers import parse_address
 from engine.sip.message import Request
@@ -60,8 +60,7 @@ def _number_of(user: str | None) -> str | None:
     return to_e164(user)
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
+class Route(NamedTuple):
     """A decision with the tree that made it and the facts it was made on."""
 
     tree: CompiledTree

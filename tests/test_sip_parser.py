@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sipkit import request_bytes
 
 from engine.sip.headers import parse_address, parse_cseq, parse_via
 from engine.sip.message import Request, Response
 from engine.sip.parser import ParseError, StreamParser, parse_datagram
 from engine.sip.uri import parse_uri
+from sipkit import request_bytes
 
 TORTURE = Path(__file__).parent / "data" / "rfc4475"
 EXPECTED = json.loads((TORTURE / "expected.json").read_text())

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sipkit import PEER, FakeTransport, RecordingTU, request_bytes
 from twisted.internet.task import Clock
 
 from engine.sip.headers import parse_address
@@ -15,6 +14,7 @@ from engine.sip.message import Request
 from engine.sip.parser import parse_datagram
 from engine.sip.peers import PeerFilter
 from engine.sip.stack import SipStack
+from sipkit import PEER, FakeTransport, RecordingTU, request_bytes
 
 TORTURE = Path(__file__).parent / "data" / "rfc4475"
 EXPECTED = json.loads((TORTURE / "expected.json").read_text())

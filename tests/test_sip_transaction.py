@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sipkit import PEER, FakeTransport, RecordingTU, request
 from twisted.internet.task import Clock
 
 from engine.sip.message import Request, Response
@@ -18,6 +17,7 @@ from engine.sip.transaction import (
     ServerNonInvite,
     Transaction,
 )
+from sipkit import PEER, FakeTransport, RecordingTU, request
 
 T1, T2, T4 = 0.5, 4.0, 5.0
 

@@ -105,9 +105,15 @@ def parse_params(text: str) -> dict[str, str | None]:
     Values may be tokens, hosts or quoted strings; LWS around ``;`` and ``=``
     is allowed (RFC 3261 SEMI and EQUAL); an empty parameter (``;;``) is not.
     """
-    params: dict[str, str | None] = {}
     if text.startswith(";"):
         text = text[1:]
+    if ";" not in text and '"' not in text:  # one parameter: the usual tag or branch
+        name, eq, value = text.partition("=")
+        if name in _tokens and name.islower() and (
+            not eq or (value and _BAD_VALUE.isdisjoint(value))
+        ):
+            return {name: value if eq else None}
+    params: dict[str, str | None] = {}
     pieces = _split_outside(text, ";") if '"' in text else text.split(";")
     for piece in pieces:
         name, eq, value = piece.partition("=")

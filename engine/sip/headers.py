@@ -24,6 +24,7 @@ _NO_PARAMS: dict[str, str | None] = {}
 MAX_CSEQ = 2**31 - 1
 _CACHE_SIZE = 8192
 _name_addr_cache: dict[str, tuple[str | None, URI]] = {}
+_via_heads: dict[str, tuple[str, str, int | None]] = {}
 
 
 class Via(NamedTuple):
@@ -45,8 +46,28 @@ class Via(NamedTuple):
 
 
 def parse_via(value: str) -> Via:
-    """Parse one Via value (LWS around ``/``, ``:`` and ``;`` allowed, as RFC 3261 says)."""
-    rest = value[8:] if value.startswith("SIP/2.0/") else _strip_protocol(value)
+    """Parse one Via value (LWS around ``/``, ``:`` and ``;`` allowed, as RFC 3261 says).
+
+    The part before the parameters (``SIP/2.0/UDP host:port``) repeats for
+    every request from a peer and is cached; the parameters (the branch) are
+    new each time.
+    """
+    semi = value.find(";")
+    head_text = value if semi < 0 else value[:semi]
+    head = _via_heads.get(head_text)
+    if head is None:
+        head = _via_head(head_text)
+        if len(_via_heads) >= _CACHE_SIZE:
+            _via_heads.clear()
+        _via_heads[head_text] = head
+    if semi < 0:
+        return Via(head[0], head[1], head[2], _NO_PARAMS)
+    return Via(head[0], head[1], head[2], parse_params(value[semi + 1 :]))
+
+
+def _via_head(text: str) -> tuple[str, str, int | None]:
+    """``SIP/2.0/UDP host:port`` (with any LWS the grammar allows) into its parts."""
+    rest = text[8:] if text.startswith("SIP/2.0/") else _strip_protocol(text)
     space = rest.find(" ")
     tab = rest.find("\t")
     if tab >= 0 and (space < 0 or tab < space):
@@ -56,18 +77,13 @@ def parse_via(value: str) -> Via:
     transport = rest[:space].upper()
     if not is_token(transport):
         raise ValueError("bad Via transport")
-    rest = rest[space + 1 :].lstrip(_WS)
-    sent_by, semi, param_text = rest.partition(";")
-    if not _LWS.isdisjoint(sent_by):  # LWS is allowed around ':' (COLON) and before ';'
+    sent_by = rest[space + 1 :].strip(_WS)
+    if not _LWS.isdisjoint(sent_by):  # LWS is allowed around ':' (COLON)
         host_text, colon, port_text = sent_by.rpartition(":")
         if colon and "]" not in port_text:
             sent_by = f"{host_text.strip(_WS)}:{port_text.strip(_WS)}"
-        else:
-            sent_by = sent_by.strip(_WS)
     host, port = _parse_sent_by(sent_by)
-    if not semi:
-        return Via(transport, host, port, _NO_PARAMS)
-    return Via(transport, host, port, parse_params(param_text))
+    return transport, host, port
 
 
 def _strip_protocol(value: str) -> str:

@@ -115,7 +115,8 @@ class Request(Message):
         headers: dict[str, list[str]] | None = None,
         body: bytes = b"",
     ) -> None:
-        super().__init__(headers, body)
+        self.headers = {} if headers is None else headers
+        self.body = body
         self.method = method
         self.uri = uri
         self._via: Via | None = None
@@ -198,7 +199,8 @@ class Response(Message):
         headers: dict[str, list[str]] | None = None,
         body: bytes = b"",
     ) -> None:
-        super().__init__(headers, body)
+        self.headers = {} if headers is None else headers
+        self.body = body
         self.status = status
         self.reason = reason
 

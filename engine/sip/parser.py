@@ -46,7 +46,9 @@ COMPACT = {
 }
 
 #: Headers that may appear once only (RFC 4475 multi01, mcl01).
-SINGLE = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
+SINGLE = frozenset({"call-id", "cseq", "from", "to", "max-forwards", "content-length"})
+#: Headers no message can be handled without (RFC 4475 insuf).
+REQUIRED = frozenset({"via", "call-id", "cseq", "from", "to"})
 
 _DIGITS = frozenset("0123456789")
 _name_cache: dict[str, str] = {}
@@ -144,29 +146,37 @@ def _parse_head(head: bytes, sep: str) -> Request | Response:
     text = head.decode("utf-8", "surrogateescape")
     lines = text.split(sep)
     headers: dict[str, list[str]] = {}
-    last: list[str] | None = None
+    known = _name_cache.get
+    values: list[str] | None = None
+    duplicate: str | None = None
     for line in lines[1:]:
-        if not line:
-            continue
-        if line[0] in " \t":
-            if last is None:
-                raise ParseError("Bad Header Continuation")
-            more = line.strip(" \t")
-            last[-1] = f"{last[-1]} {more}" if last[-1] else more
-            continue
         raw, colon, value = line.partition(":")
-        if not colon:
-            raise ParseError("Bad Header Line")
-        name = _name_cache.get(raw)
-        if name is None:
+        name = known(raw)
+        if name is None:  # a name not seen before, a folded line, or garbage
+            if not line:
+                continue
+            if line[0] in " \t":
+                if values is None:
+                    raise ParseError("Bad Header Continuation")
+                more = line.strip(" \t")  # RFC 3261 §7.3.1: the fold becomes one space
+                values[-1] = f"{values[-1]} {more}" if values[-1] else more
+                continue
+            if not colon:
+                raise ParseError("Bad Header Line")
             name = _header_name(raw)
-        value = value.strip(" \t")
-        last = headers.get(name)
-        if last is None:
-            last = headers[name] = [value]
+        values = headers.get(name)
+        if values is None:
+            values = headers[name] = [value.strip(" \t")]
         else:
-            last.append(value)
-    return _start_line(lines[0], headers)
+            values.append(value.strip(" \t"))
+            if name in SINGLE and duplicate is None:  # RFC 4475 multi01, mcl01
+                duplicate = name
+    message = _start_line(lines[0], headers)
+    if duplicate is not None:
+        what = display_name(duplicate)
+        raise ParseError(f"Several {what} Headers" if duplicate != "content-length"
+                         else "Several Content-Length Values", partial=message)  # fmt: skip
+    return message
 
 
 def _header_name(raw: str) -> str:
@@ -212,8 +222,6 @@ def _content_length(message: Message) -> int | None:
     values = message.headers.get("content-length")
     if values is None:
         return None
-    if len(values) != 1:
-        raise ParseError("Several Content-Length Values", partial=message)
     text = values[0]
     if not text or len(text) > 9 or not _DIGITS.issuperset(text):
         raise ParseError("Bad Content-Length", partial=message)
@@ -221,12 +229,9 @@ def _content_length(message: Message) -> int | None:
 
 
 def _check_start(message: Message) -> None:
-    """Headers a message cannot be handled without, each present once."""
+    """Headers a message cannot be handled without (duplicates are caught while parsing)."""
     headers = message.headers
-    for name in SINGLE:
-        values = headers.get(name)
-        if values is not None and len(values) > 1:
-            raise ParseError(f"Several {display_name(name)} Headers", partial=message)
-    for name in ("via", "call-id", "cseq", "from", "to"):
-        if name not in headers:
-            raise ParseError(f"Missing {display_name(name)}", partial=message)
+    if not REQUIRED.issubset(headers):
+        for name in ("via", "call-id", "cseq", "from", "to"):
+            if name not in headers:
+                raise ParseError(f"Missing {display_name(name)}", partial=message)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.ratelog import RateLimitedLog
-from engine.sip.headers import Via, parse_cseq, parse_via
+from engine.sip.headers import Via, parse_cseq
 from engine.sip.message import Request, Response
 from engine.sip.parser import ParseError, parse_datagram
 from engine.sip.peers import PeerFilter
@@ -99,6 +99,8 @@ class SipStack:
         self.timers = TimerQueue(clock)
         self.server: dict[Any, ServerTransaction] = {}
         self.client: dict[Any, ClientTransaction] = {}
+        #: INVITE server transactions by their raw top Via line, for ACKs.
+        self.acks: dict[bytes, ServerInvite] = {}
         self.counters = Counters()
         self.ratelog = RateLimitedLog(log, clock)
         prefix = secrets.token_hex(4)
@@ -119,14 +121,11 @@ class SipStack:
         self, data: bytes, transport: Transport, source: Address, overloaded: bool = False
     ) -> None:
         """One UDP datagram: parse it and hand it on, answering 400 if malformed."""
-        txn = self._prematch(data)
-        if txn is not None:
-            if data.startswith(b"ACK "):
+        if data.startswith(b"ACK "):
+            txn = self._prematch(data)
+            if txn is not None:
                 txn.handle("ack")
-            else:
-                self.counters.retransmissions += 1
-                txn.handle("request")
-            return
+                return
         try:
             message = parse_datagram(data)
         except ParseError as exc:
@@ -135,31 +134,18 @@ class SipStack:
         self.receive(message, transport, source, overloaded)
 
     def _prematch(self, data: bytes) -> ServerTransaction | None:
-        """The server transaction a retransmission or an ACK belongs to, found cheaply.
+        """The INVITE transaction an ACK belongs to, found without parsing the ACK.
 
-        Nearly every ACK, and every retransmitted request, belongs to a
-        transaction that exists; its key needs only the method and the top Via
-        (RFC 3261 §17.2.3). This reads just those from the raw bytes. Anything
-        unusual (compact or folded Via, several values on the line, no
-        RFC 3261 branch) returns None and takes the full path.
+        An ACK for a non-2xx final carries the INVITE's top Via (RFC 3261
+        §17.1.1.3), and peers copy it byte for byte, so the raw Via line is
+        enough to find the transaction; every INVITE transaction is indexed by
+        it. An ACK whose Via line differs in any way takes the full path.
         """
-        at = data.find(b"\r\nVia: SIP/2.0/")
-        if at < 0 or not self.server or at > data.find(b"\r\n\r\n"):
+        at = data.find(b"\r\nVia: ")
+        if at < 0:
             return None
         end = data.find(b"\r\n", at + 7)
-        line = data[at + 7 : end]
-        if b"," in line or data[end + 2 : end + 3] in (b" ", b"\t"):
-            return None
-        try:
-            via = parse_via(line.decode())
-        except (ValueError, UnicodeDecodeError):
-            return None
-        branch = via.params.get("branch")
-        if branch is None or not branch.startswith(MAGIC_COOKIE):
-            return None
-        method = data[: data.find(b" ")]
-        kind = "INVITE" if method == b"ACK" else method.decode("ascii", "replace")
-        return self.server.get((branch, via.host, via.port, kind))
+        return self.acks.get(data[at + 7 : end])
 
     def receive(
         self, message: Request | Response, transport: Transport, source: Address,
@@ -187,12 +173,20 @@ class SipStack:
     def _stateless(
         self, request: Request, transport: Transport, source: Address, status: int, reason: str
     ) -> None:
-        """Answer without a transaction (the request could not be matched)."""
-        response = request.response(status, reason, self.new_tag())
+        """Answer without a transaction (the request could not be matched).
+
+        The top Via is stamped with ``received``/``rport`` first, as for any
+        request (RFC 3261 §18.2.1, RFC 3581), so the answer goes to the
+        address the request came from, never to a name to be resolved.
+        """
         try:
+            via = request.top_via()
+            if via.host != source[0] or via.params.get("rport", "") is None:
+                _stamp(request, via, source)
             addr = self._response_address(request, transport, source)
         except (ValueError, KeyError, IndexError):
             addr = source
+        response = request.response(status, reason, self.new_tag())
         transport.send(response.to_bytes(), addr)
 
     def _request(
@@ -208,9 +202,14 @@ class SipStack:
             if method != "ACK":
                 self._stateless(request, transport, source, 400, _phrase(exc, "Via or CSeq"))
             return
-        if via.host != source[0] or ("rport" in via.params and via.params["rport"] is None):
+        raw_via = request.headers["via"][0]
+        if via.host != source[0] or via.params.get("rport", "") is None:
             _stamp(request, via, source)
-        key = self._server_key(request, via)
+        branch = via.params.get("branch")
+        if branch is not None and branch.startswith(MAGIC_COOKIE):
+            key: Any = (branch, via.host, via.port, "INVITE" if method == "ACK" else method)
+        else:
+            key = self._server_key(request, via)
         txn = self.server.get(key)
         if txn is not None:
             if method != "ACK":
@@ -221,6 +220,9 @@ class SipStack:
             self.tu.ack_received(request, transport, source)
             return
         txn = self._new_server(key, request, transport, source)
+        if method == "INVITE" and "," not in raw_via:
+            txn.raw_via = raw_via.encode("utf-8", "surrogateescape")
+            self.acks[txn.raw_via] = txn
         if not self.peers.allows(source[0]):
             self.counters.forbidden += 1
             self.ratelog.warning("peer", "refused SIP from %s: not a configured peer", source[0])
@@ -229,14 +231,14 @@ class SipStack:
         if method == "CANCEL":
             self._cancel(txn, request, via)
             return
+        if overloaded and method == "INVITE":  # shed before spending anything on it
+            self.counters.overload_rejected += 1
+            self._refuse(txn, Refusal(503, "Overloaded", (("retry-after", str(self.retry_after)),)))
+            return
         refusal = check_request(request, self.tu.policy)
         if refusal is not None:
             self.counters.refused += 1
             self._refuse(txn, refusal)
-            return
-        if overloaded and method == "INVITE":
-            self.counters.overload_rejected += 1
-            self._refuse(txn, Refusal(503, "Overloaded", (("retry-after", str(self.retry_after)),)))
             return
         try:
             self.tu.request_received(txn, request)
@@ -358,10 +360,15 @@ class SipStack:
     # -- the Layer protocol --------------------------------------------------------------
 
     def forget(self, txn: Transaction) -> None:
-        table: dict[Any, Any] = self.client if isinstance(txn, ClientInvite | ClientNonInvite) \
-            else self.server  # fmt: skip
-        if table.get(txn.key) is txn:
-            del table[txn.key]
+        if isinstance(txn, ClientInvite | ClientNonInvite):
+            if self.client.get(txn.key) is txn:
+                del self.client[txn.key]
+            return
+        if self.server.get(txn.key) is txn:
+            del self.server[txn.key]
+        raw_via = getattr(txn, "raw_via", None)
+        if raw_via is not None and self.acks.get(raw_via) is txn:
+            del self.acks[raw_via]
 
     def server_failed(self, txn: Transaction, reason: str) -> None:
         assert isinstance(txn, ServerInvite | ServerNonInvite)

@@ -1,18 +1,23 @@
-"""Many cheap timers on one reactor timer.
+"""Many cheap timers on one reactor timer: a hashed timing wheel.
 
 Every SIP transaction runs two or three timers (G, H, I for an INVITE
-answered with a 302), nearly all cancelled before they fire. Twisted's
-``callLater`` costs a DelayedCall and a heap operation in the reactor for
-each; here a timer is a small object on our own heap, cancelling only marks
-it, and the reactor holds a single DelayedCall for the earliest deadline.
-The clock is any ``IReactorTime`` (the reactor, or ``task.Clock`` in tests).
+answered with a 302), nearly all cancelled before they fire, and tens of
+thousands are pending at once under load. Twisted's ``callLater`` costs a
+DelayedCall and a heap operation in the reactor for each, and a heap of our
+own still costs a log-time push. Here time is cut into ticks of
+``resolution`` seconds: a timer is appended to its tick's bucket, cancelling
+only marks it, and a small heap holds the distinct ticks that have buckets
+(a handful per second), so scheduling is O(1) in the number of timers. A
+timer fires at the first tick at or after its deadline, never early and at
+most one resolution late; RFC 3261 timers are hundreds of milliseconds and
+more. The clock is any ``IReactorTime`` (the reactor, or ``task.Clock``).
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -34,10 +39,9 @@ class Clock(Protocol):
 class Timer:
     """A pending call; ``cancel()`` is idempotent and O(1)."""
 
-    __slots__ = ("args", "deadline", "fn")
+    __slots__ = ("args", "fn")
 
-    def __init__(self, deadline: float, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.deadline = deadline
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn: Callable[..., Any] | None = fn
         self.args = args
 
@@ -51,50 +55,59 @@ class Timer:
 
 
 class TimerQueue:
-    """Schedules Timers on a heap, driving it from one reactor DelayedCall."""
+    """Buckets of Timers per tick, driven from one reactor DelayedCall."""
 
-    #: Timers due within this many seconds of each other fire in one batch.
-    SLACK = 0.001
-
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, resolution: float = 0.01) -> None:
         self.clock = clock
-        self._heap: list[tuple[float, int, Timer]] = []
-        self._seq = itertools.count()
+        self.resolution = resolution
+        self._buckets: dict[int, list[Timer]] = {}
+        self._ticks: list[int] = []
         self._armed: Any = None
-        self._armed_at = float("inf")
+        self._armed_tick: float = math.inf
+        self.pending = 0
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return self.pending
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
-        deadline = self.clock.seconds() + delay
-        timer = Timer(deadline, fn, args)
-        heapq.heappush(self._heap, (deadline, next(self._seq), timer))
-        if deadline < self._armed_at:
-            self._arm(deadline)
+        timer = Timer(fn, args)
+        # The first tick at or after the deadline (the epsilon absorbs float
+        # noise, so a deadline on a tick boundary fires on that tick).
+        tick = math.ceil((self.clock.seconds() + delay) / self.resolution - 1e-6)
+        bucket = self._buckets.get(tick)
+        if bucket is None:
+            self._buckets[tick] = [timer]
+            heapq.heappush(self._ticks, tick)
+            if tick < self._armed_tick:
+                self._arm(tick)
+        else:
+            bucket.append(timer)
+        self.pending += 1
         return timer
 
-    def _arm(self, deadline: float) -> None:
+    def _arm(self, tick: int) -> None:
         if self._armed is not None and self._armed.active():
             self._armed.cancel()
-        self._armed_at = deadline
-        self._armed = self.clock.callLater(max(0.0, deadline - self.clock.seconds()), self._run)
+        self._armed_tick = tick
+        delay = max(0.0, tick * self.resolution - self.clock.seconds())
+        self._armed = self.clock.callLater(delay, self._run)
 
     def _run(self) -> None:
         self._armed = None
-        self._armed_at = float("inf")
-        heap = self._heap
-        limit = self.clock.seconds() + self.SLACK
-        while heap and heap[0][0] <= limit:
-            timer = heapq.heappop(heap)[2]
-            fn = timer.fn
-            if fn is not None:
+        self._armed_tick = math.inf
+        ticks = self._ticks
+        now_tick = self.clock.seconds() / self.resolution + 1e-6
+        while ticks and ticks[0] <= now_tick:
+            bucket = self._buckets.pop(heapq.heappop(ticks))
+            self.pending -= len(bucket)
+            for timer in bucket:
+                fn = timer.fn
+                if fn is None:
+                    continue
                 timer.fn = None
                 try:
                     fn(*timer.args)
                 except Exception:
                     log.exception("timer callback %r failed", fn)
-        while heap and heap[0][2].fn is None:
-            heapq.heappop(heap)
-        if heap:
-            self._arm(heap[0][0])
+        if ticks and ticks[0] < self._armed_tick:
+            self._arm(ticks[0])

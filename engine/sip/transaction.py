@@ -157,7 +157,7 @@ class Transaction:
 class _Server(Transaction):
     """Remembers the last response so a retransmitted request gets it again."""
 
-    __slots__ = ("last", "to_tag")
+    __slots__ = ("last", "raw_via", "to_tag")
 
     def __init__(
         self, layer: Layer, key: Any, request: Request, transport: Transport, addr: Address
@@ -165,6 +165,7 @@ class _Server(Transaction):
         super().__init__(layer, key, request, transport, addr)
         self.last: bytes | None = None
         self.to_tag: str | None = None
+        self.raw_via: bytes | None = None  # the top Via as received, to match ACKs by
 
     def respond(self, response: Response) -> None:
         """The TU's response: a provisional, success or failure event."""

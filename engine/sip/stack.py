@@ -220,7 +220,7 @@ class SipStack:
             self.tu.ack_received(request, transport, source)
             return
         txn = self._new_server(key, request, transport, source)
-        if method == "INVITE" and "," not in raw_via:
+        if isinstance(txn, ServerInvite) and "," not in raw_via:
             txn.raw_via = raw_via.encode("utf-8", "surrogateescape")
             self.acks[txn.raw_via] = txn
         if not self.peers.allows(source[0]):

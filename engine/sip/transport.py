@@ -42,7 +42,10 @@ _TIMEVAL = struct.Struct("@ll")
 def _socket(kind: int, host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, kind)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if kind == socket.SOCK_STREAM:
+        # Rebind over TIME_WAIT after a restart. Not for UDP: there it would let
+        # a second engine silently take over a port that is in use.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))

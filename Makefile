@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
-DEBIAN_TEST := sip-tester
+DEBIAN_TEST := sip-tester redis-server
 DEBIAN_BENCH := sip-tester kamailio
 
 .PHONY: run test bench lint clean debian-test debian-bench

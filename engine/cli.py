@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from engine.config import Config, load_config, parse_hostport
 from engine.passwords import hash_password
+from engine.state.url import parse_state_url
 from routing_trees import commands as tree_commands
 from routing_trees.source import SourceError
 from routing_trees.treeset import load_directory
@@ -53,6 +55,28 @@ def _parser() -> argparse.ArgumentParser:
     te.add_argument("--mode", default="normal", choices=("normal", "drs", "continuity"))
     te.add_argument("--json", action="store_true", help="one JSON object")
 
+    cdr = sub.add_parser("cdr", help="call detail records")
+    cdr_sub = cdr.add_subparsers(dest="action", required=True)
+    ce = cdr_sub.add_parser(
+        "export",
+        help="export call detail records (one per leg) as CSV or JSONL",
+        description="Write the call detail records of the configuration's data_dir to stdout, "
+        "one per call leg, ordered by start time. --from and --to select on the leg's start "
+        "(--from included, --to excluded). Times are ISO 8601 with an offset or Z; a time "
+        "without one is UTC; a date alone is its midnight UTC.",
+    )
+    ce.add_argument("--config", required=True, help="configuration file (YAML)")
+    ce.add_argument("--from", dest="start", metavar="ISO8601",
+                    help="first start time included, e.g. 2026-12-01T00:00:00Z (naive = UTC)")
+    ce.add_argument("--to", dest="end", metavar="ISO8601",
+                    help="start time excluded, e.g. 2027-01-01 (naive = UTC)")
+    ce.add_argument("--format", required=True, choices=("csv", "jsonl"),
+                    help="csv (a header row, then one row per leg) or jsonl (one object a line)")
+
+    sites = sub.add_parser("sites", help="health of the configured sites, as the engine sees it")
+    sites.add_argument("--config", required=True, help="configuration file (YAML)")
+    sites.add_argument("--json", action="store_true", help="one JSON object")
+
     sub.add_parser("passwd", help="read a password on stdin, print its hash for the config")
     return parser
 
@@ -88,8 +112,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.data_dir:
         changes["data_dir"] = Path(args.data_dir).resolve()
     if args.state:
-        if args.state != "memory" and not args.state.startswith("redis://"):
-            print("vms serve: --state must be 'memory' or redis://HOST:PORT/DB", file=sys.stderr)
+        try:
+            parse_state_url(args.state)
+        except ValueError as exc:
+            print(f"vms serve: --state: {exc}", file=sys.stderr)
             return 2
         changes["state"] = args.state
     from engine.serve import serve  # noqa: PLC0415 - Twisted only when serving
@@ -129,6 +155,21 @@ def _tree_explain(args: argparse.Namespace) -> int:
                                  args.json, sys.stdout, sys.stderr)  # fmt: skip
 
 
+def _cdr_export(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    from engine.cdr.export import run  # noqa: PLC0415 - only this command needs it
+
+    try:
+        return run(config.data_dir, args.format, args.start, args.end, sys.stdout, sys.stderr)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as the Python docs advise.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
 def _passwd(_args: argparse.Namespace) -> int:
     if sys.stdin.isatty():
         password = getpass.getpass("Password: ")
@@ -149,6 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _config_validate(args)
     if args.command == "tree":
         return _tree_validate(args) if args.action == "validate" else _tree_explain(args)
+    if args.command == "cdr":
+        return _cdr_export(args)
+    if args.command == "sites":
+        from engine.sites.command import run as sites  # noqa: PLC0415 - only this command
+
+        return sites(args.config, args.json, sys.stdout, sys.stderr)
     return _passwd(args)
 
 

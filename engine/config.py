@@ -8,24 +8,32 @@ until the whole file is right. Relative paths are relative to the file.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from engine.calls.context import CallSettings
+from engine.floods import RESPONSES, FloodSettings, RateLimit
 from engine.formulas import FORMULAS, OPTIONS, offers
 from engine.passwords import is_hash
 from engine.sip.peers import LOOPBACK
+from engine.sites.health import EVERYTHING, Site
+from engine.state.url import parse_state_url
 from routing_trees.model import CustomerProfile
-from routing_trees.numbers import number_kind, to_e164
+from routing_trees.numbers import number_kind, prefix_to_e164, to_e164
 from routing_trees.source import Checker, Node, ScalarNode, SourceError, load_yaml
 
 __all__ = [
+    "BillingSettings",
     "Config",
     "Customer",
+    "FloodSettings",
     "OverloadSettings",
     "RedirectSettings",
     "SipSettings",
+    "Site",
     "load_config",
     "parse_hostport",
 ]
@@ -65,6 +73,9 @@ class SipSettings:
     t4: float = 5.0
     tcp_idle_timeout: float = 180.0
     reuse_port: bool = False
+    trunk_transport: str = "udp"
+    #: The address put in Via and Contact when listening on a wildcard (0.0.0.0, ::).
+    advertise: str | None = None
     overload: OverloadSettings = field(default_factory=OverloadSettings)
     redirect: RedirectSettings = field(default_factory=RedirectSettings)
 
@@ -77,9 +88,20 @@ class Customer:
     numbers: tuple[str, ...]
     customer_number: str | None = None
     drs_password: str | None = None
+    #: ``customers.ID.floods.per_number``: this customer's per-number call-rate limit.
+    floods: RateLimit | None = None
 
     def profile(self) -> CustomerProfile:
         return CustomerProfile(self.id, self.formula, self.options, frozenset(self.numbers))
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    """``billing:``: what the call records need to bill legs."""
+
+    #: E.164 prefixes (``+3247``) of other operators' numbers: calls rerouted to
+    #: them are billed separately (requirements.md, "Numbers and traffic").
+    other_operator_prefixes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,9 +116,21 @@ class Config:
     drs_max_days: int
     customers: dict[str, Customer]
     log_level: str = "info"
+    sites: dict[str, Site] = field(default_factory=dict)
+    floods: FloodSettings = field(default_factory=FloodSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+    calls: CallSettings = field(default_factory=CallSettings)
 
     def profiles(self) -> dict[str, CustomerProfile]:
         return {cid: c.profile() for cid, c in self.customers.items()}
+
+    def site_address(self, site: Site) -> HostPort:
+        """Where a site is probed: its address, or ``sip.trunk`` (the site named trunk)."""
+        return site.address if site.address is not None else self.sip.trunk
+
+    def flood_overrides(self) -> dict[str, RateLimit]:
+        """Per-customer per-number limits, for ``FloodGuard(clock, floods, overrides)``."""
+        return {cid: c.floods for cid, c in self.customers.items() if c.floods is not None}
 
     def with_overrides(self, **changes: Any) -> Config:
         sip = {k: changes.pop(k) for k in ("listen", "trunk", "mode") if k in changes}
@@ -133,6 +167,10 @@ class _Reader:
         self.path = path
         self.base = path.parent
         self.check = Checker(str(path))
+        #: Nodes kept for checks across sections (e.g. a site's transport against sip).
+        self.marks: dict[str, Node] = {}
+        #: ``customers.ID.floods.per_number`` as written, merged with ``floods`` at the end.
+        self.customer_floods: dict[str, dict[str, Any]] = {}
 
     def hostport(self, node: Node, what: str, default_port: int) -> HostPort | None:
         text = self.check.string(node, what)
@@ -190,22 +228,48 @@ def load_config(path: Path | str) -> Config:
         "customers": lambda n, w: _customers(r, n, w),
         "log": lambda n, w: r.section(n, w, {
             "level": lambda n2, w2: r.choice(n2, w2, ("debug", "info", "warning", "error"))}),
+        "sites": lambda n, w: _sites(r, n, w),
+        "floods": lambda n, w: _floods(r, n, w),
+        "billing": lambda n, w: r.section(n, w, {
+            "other_operator_prefixes": lambda n2, w2: _prefixes(r, n2, w2)}),
+        "calls": lambda n, w: _calls(r, n, w),
     })  # fmt: skip
     if (isinstance(root, ScalarNode) or "trees" not in top) and not c.problems:
         c.problem(root, "the configuration lacks the required key 'trees'")
+    sip = top.get("sip", SipSettings())
+    if sip.trunk_transport not in sip.transports:
+        c.problem(r.marks.get("sip", root), f"sip.trunk_transport {sip.trunk_transport} is not "
+                  f"one of sip.transports ({', '.join(sip.transports)})")  # fmt: skip
+    if sip.listen[0] in ("0.0.0.0", "::") and sip.advertise is None and sip.mode == "b2bua":
+        c.problem(r.marks.get("sip", root), "sip.listen is a wildcard address: set "
+                  "sip.advertise to the address peers reach (for Via, Contact)")  # fmt: skip
+    for name, site in top.get("sites", {}).items():
+        if site.transport not in sip.transports:
+            c.problem(r.marks.get(f"sites.{name}", root),
+                      f"site '{name}' transport {site.transport} is not one of sip.transports "
+                      f"({', '.join(sip.transports)})")  # fmt: skip
     c.raise_if_problems()
+    floods = top.get("floods", FloodSettings())
+    customers = top.get("customers", {})
+    for cid, given in r.customer_floods.items():
+        if cid in customers:
+            customers[cid] = replace(customers[cid], floods=replace(floods.per_number, **given))
     drs = top.get("drs", {})
     return Config(
         file=path.resolve(),
-        sip=top.get("sip", SipSettings()),
+        sip=sip,
         state=top.get("state", "memory"),
         data_dir=top.get("data_dir", (r.base / "var").resolve()),
         trees=top["trees"],
         portal=top.get("portal", {}).get("listen", ("127.0.0.1", 8080)),
         drs_service_number=drs.get("service_number"),
         drs_max_days=drs.get("max_days", 31),
-        customers=top.get("customers", {}),
+        customers=customers,
         log_level=top.get("log", {}).get("level", "info"),
+        sites=top.get("sites", {}),
+        floods=floods,
+        billing=BillingSettings(**top.get("billing", {})),
+        calls=top.get("calls", CallSettings()),
     )
 
 
@@ -213,8 +277,10 @@ def _state(r: _Reader, node: Node, what: str) -> str | None:
     text = r.check.string(node, what)
     if text is None:
         return None
-    if text != "memory" and not text.startswith("redis://"):
-        r.check.problem(node, f"{what} must be 'memory' or redis://HOST:PORT/DB, not '{text}'")
+    try:
+        parse_state_url(text)
+    except ValueError as exc:
+        r.check.problem(node, str(exc))
         return None
     return text
 
@@ -231,6 +297,7 @@ def _number(r: _Reader, node: Node, what: str) -> str | None:
 
 def _sip(r: _Reader, node: Node, what: str) -> SipSettings | None:
     c = r.check
+    r.marks["sip"] = node
     values = r.section(node, what, {
         "listen": lambda n, w: r.hostport(n, w, 5060),
         "trunk": lambda n, w: r.hostport(n, w, 5060),
@@ -243,6 +310,8 @@ def _sip(r: _Reader, node: Node, what: str) -> SipSettings | None:
             "t4": lambda n2, w2: c.number(n2, w2, 0.5)}),
         "tcp_idle_timeout": lambda n, w: c.number(n, w, 1),
         "reuse_port": c.boolean,
+        "trunk_transport": lambda n, w: r.choice(n, w, ("udp", "tcp")),
+        "advertise": lambda n, w: _advertise(r, n, w),
         "overload": lambda n, w: r.section(n, w, {
             "max_delay_ms": lambda n2, w2: c.integer(n2, w2, 1, 60000),
             "retry_after": lambda n2, w2: c.integer(n2, w2, 0, 3600),
@@ -267,6 +336,28 @@ def _sip(r: _Reader, node: Node, what: str) -> SipSettings | None:
         overload=OverloadSettings(**overload),
         redirect=RedirectSettings(**redirect),
     )
+
+
+def _advertise(r: _Reader, node: Node, what: str) -> str | None:
+    text = r.check.string(node, what)
+    if text is None:
+        return None
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        r.check.problem(node, f"{what}: '{text}' is not an IP address (peers must reach it)")
+        return None
+    return text
+
+
+def _calls(r: _Reader, node: Node, what: str) -> CallSettings:
+    c = r.check
+    values = r.section(node, what, {
+        "max_ring_time": lambda n, w: c.number(n, w, 1),
+        "min_se": lambda n, w: c.integer(n, w, 90, 86400),
+        "lease_ttl": lambda n, w: c.number(n, w, 10),
+    })  # fmt: skip
+    return CallSettings(**values)
 
 
 def _transports(r: _Reader, node: Node, what: str) -> tuple[str, ...] | None:
@@ -317,10 +408,15 @@ def _customers(r: _Reader, node: Node, what: str) -> dict[str, Customer]:
 def _customer(r: _Reader, cid: str, node: Node, what: str) -> Customer | None:
     c = r.check
     fields = c.mapping(node, what, allowed=(
-        "formula", "options", "numbers", "customer_number", "drs_password"),
+        "formula", "options", "numbers", "customer_number", "drs_password", "floods"),
         required=("formula", "numbers"))  # fmt: skip
     if fields is None:
         return None
+    if "floods" in fields:
+        given = r.section(fields["floods"][1], f"customers.{cid}.floods", {
+            "per_number": lambda n, w: _rate_limit(r, n, w)})  # fmt: skip
+        if "per_number" in given:
+            r.customer_floods[cid] = given["per_number"]
     formula = r.choice(fields["formula"][1], f"{what} formula", FORMULAS) \
         if "formula" in fields else None  # fmt: skip
     options: set[str] = set()
@@ -359,6 +455,150 @@ def _customer(r: _Reader, cid: str, node: Node, what: str) -> Customer | None:
         return None  # the other fields were still checked; load_config raises anyway
     return Customer(cid, formula, frozenset(options), tuple(numbers), customer_number,
                     drs_password)  # fmt: skip
+
+
+_SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SITE_KEYS = ("address", "transport", "numbers", "interval", "timeout", "down_after", "up_after")
+
+
+def _sites(r: _Reader, node: Node, what: str) -> dict[str, Site]:
+    found = r.check.mapping(node, what)
+    out: dict[str, Site] = {}
+    for name, (key, value) in (found or {}).items():
+        if not _SITE_NAME.fullmatch(name):
+            r.check.problem(key, f"site name '{name}' must be letters, digits, '.', '-' or '_'")
+            continue
+        site = _site(r, name, key, value)
+        if site is not None:
+            out[name] = site
+    return out
+
+
+def _site(r: _Reader, name: str, key_node: Node, node: Node) -> Site | None:
+    """One site; ``timeout`` defaults to 2 s or the interval when that is shorter."""
+    c = r.check
+    what = f"site '{name}'"
+    fields = c.mapping(node, what, allowed=_SITE_KEYS)
+    if fields is None:
+        return None
+    r.marks.setdefault(f"sites.{name}", node)
+    values: dict[str, Any] = {}
+    ok = True
+    for key, (_, value) in fields.items():
+        label = f"{what} {key}"
+        result: Any
+        if key == "address":
+            result = r.hostport(value, label, 5060)
+        elif key == "transport":
+            r.marks[f"sites.{name}"] = value
+            text = c.string(value, label)
+            result = None if text is None else text.lower()
+            if result is not None and result not in ("udp", "tcp"):
+                c.problem(value, f"{label} must be udp or tcp, not '{text}'")
+                result = None
+        elif key == "numbers":
+            result = _site_numbers(r, value, what)
+        elif key == "interval":
+            result = c.number(value, label, 0.1)
+        elif key == "timeout":
+            result = c.number(value, label, 0.05)
+        else:
+            result = c.integer(value, label, 1, 100)
+        if result is None:
+            ok = False
+        else:
+            values[key] = result
+    if "address" not in fields and name != "trunk":
+        c.problem(key_node, f"{what} lacks the required key 'address' (only the site named "
+                            "'trunk' may leave it out: it probes sip.trunk)")  # fmt: skip
+        ok = False
+    interval = values.get("interval", Site.interval)
+    if "timeout" in values and values["timeout"] > interval:
+        c.problem(fields["timeout"][1], f"{what} timeout ({values['timeout']:g} s) must not "
+                  f"exceed its interval ({interval:g} s): one probe at a time")  # fmt: skip
+        ok = False
+    values.setdefault("timeout", min(Site.timeout, interval))
+    return Site(name, **values) if ok else None
+
+
+def _site_numbers(r: _Reader, node: Node, what: str) -> tuple[str, ...] | None:
+    """``*``, prefixes ``NUMBER*`` and exact numbers in any form, normalised to E.164."""
+    items = r.check.strings(node, f"{what} numbers")
+    if items is None:
+        return None
+    out: list[str] = []
+    for item, text in items:
+        if text.strip() == EVERYTHING:
+            pattern: str | None = EVERYTHING
+        elif text.rstrip().endswith("*"):
+            prefix = prefix_to_e164(text)
+            pattern = None if prefix is None else prefix + "*"
+        else:
+            pattern = to_e164(text)
+        if pattern is None:
+            r.check.problem(item, f"{what}: '{text}' is not a phone number, a prefix ending "
+                                  "in * or *")  # fmt: skip
+        elif pattern not in out:
+            out.append(pattern)
+    return tuple(out)
+
+
+def _floods(r: _Reader, node: Node, what: str) -> FloodSettings | None:
+    c = r.check
+    values = r.section(node, what, {
+        "per_number": lambda n, w: _rate_limit(r, n, w),
+        "per_source": lambda n, w: _rate_limit(r, n, w),
+        "response": lambda n, w: _flood_response(r, n, w),
+        "retry_after": lambda n, w: c.integer(n, w, 0, 3600),
+    })  # fmt: skip
+    defaults = FloodSettings()
+    for key in ("per_number", "per_source"):
+        if key in values:
+            values[key] = replace(getattr(defaults, key), **values[key])
+    return FloodSettings(**values)
+
+
+def _rate_limit(r: _Reader, node: Node, what: str) -> dict[str, Any] | None:
+    """``{rate: CALLS_PER_S, burst: N}``; a key left out keeps its default."""
+    c = r.check
+
+    def rate(n: Node, w: str) -> float | None:
+        value = c.number(n, w, 0.01)
+        if value is not None and value > 100_000:
+            c.problem(n, f"{w} must be at most 100000 calls/s, not {value:g}")
+            return None
+        return value
+
+    values = r.section(node, what, {
+        "rate": rate,
+        "burst": lambda n, w: c.integer(n, w, 1, 1_000_000),
+    })  # fmt: skip
+    return values or None
+
+
+def _flood_response(r: _Reader, node: Node, what: str) -> int | None:
+    status = r.check.integer(node, what)
+    if status is not None and status not in RESPONSES:
+        listed = " or ".join(str(s) for s in RESPONSES)
+        r.check.problem(node, f"{what} must be {listed}, not {status}")
+        return None
+    return status
+
+
+def _prefixes(r: _Reader, node: Node, what: str) -> tuple[str, ...] | None:
+    """E.164 prefixes in any form (``+3247``, ``0032 47``, ``047``, with or without ``*``)."""
+    items = r.check.strings(node, what)
+    if items is None:
+        return None
+    out: list[str] = []
+    for item, text in items:
+        prefix = prefix_to_e164(text if text.rstrip().endswith("*") else text + "*")
+        if prefix is None or len(prefix) < 2:
+            r.check.problem(item, f"{what}: '{text}' is not a number prefix "
+                                  "(E.164 like +3247, or 0032.., 0..)")  # fmt: skip
+        elif prefix not in out:
+            out.append(prefix)
+    return tuple(out)
 
 
 def check_file(path: Path | str) -> list[str]:

@@ -9,32 +9,29 @@ reachable through ``on_busy``, ``on_no_answer``, ``on_unreachable`` and
 Contact carries its q (the primary ``q=1.0``), since upstreams differ in the
 q they assume for a Contact without one. A ``reject`` is sent as its final
 response; actions that need media (announce, menu, queue) cannot be served
-here: they are reported rule by rule at start (:func:`unservable`) and a call
-that reaches one gets ``unservable`` (480 by default).
+here: they are reported rule by rule at start (``engine.servable``) and a
+call that reaches one gets ``unservable`` (480 by default).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 from engine.config import RedirectSettings
+from engine.floods import FloodGuard
 from engine.router import Router
 from engine.sip.message import Request, Response
 from engine.sip.stack import ServerTransaction, SipStack
 from engine.sip.transaction import ServerInvite, Transport
 from engine.sip.validate import Policy
-from routing_trees.compile import CompiledTree
 from routing_trees.facts import NO_MATCH_RESPONSE
-from routing_trees.model import Action, Announce, Forward, Menu, Queue, Reject, Split, walk
+from routing_trees.model import Action, Forward, Reject, Split
 
-__all__ = ["RedirectService", "Unservable", "contacts_for", "unservable"]
+__all__ = ["RedirectService", "contacts_for"]
 
 log = logging.getLogger(__name__)
 
-_MEDIA = (Announce, Menu, Queue)
 _OUTCOMES = ("on_busy", "on_no_answer", "on_unreachable", "on_overflow")
 
 
@@ -78,12 +75,14 @@ class RedirectService:
         trunk: tuple[str, int],
         settings: RedirectSettings,
         rng: random.Random | None = None,
+        floods: FloodGuard | None = None,
     ) -> None:
         self.stack = stack
         self.router = router
         self.trunk = f"{trunk[0]}:{trunk[1]}" if ":" not in trunk[0] else \
             f"[{trunk[0]}]:{trunk[1]}"  # fmt: skip
         self.settings = settings
+        self.floods = floods
         self.rng = rng or random.Random()
         self.decisions = 0
         # Contact lines per Forward action (by identity) of the current trees.
@@ -111,6 +110,10 @@ class RedirectService:
         route = self.router.route(request, self.stack.clock.seconds())
         if route is None:
             return self._response(txn, 404)
+        if self.floods is not None:
+            refusal = self.floods.admit(route.facts.called, route.tree.customer, txn.addr[0])
+            if refusal is not None:
+                return refusal.response(request, self.stack.to_tag(txn))
         self.decisions += 1
         action = route.decision.action
         if action is None:
@@ -166,33 +169,3 @@ def _qvalue(q: float) -> str:
     """RFC 3261 qvalue: ``1.0``, ``0.75``, at most three decimals."""
     text = f"{q:.3f}".rstrip("0")
     return text + "0" if text.endswith(".") else text
-
-
-@dataclass(frozen=True, slots=True)
-class Unservable:
-    """One place in a tree that redirect mode cannot serve, and why."""
-
-    where: str
-    rule: str
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        at = f" ({self.path})" if self.path else ""
-        return f"{self.where}: rule '{self.rule}'{at}: {self.message}"
-
-
-def unservable(tree: CompiledTree, status: int) -> Iterator[Unservable]:
-    """Every action of a tree that redirect mode cannot carry out, rule by rule."""
-    for rule in tree.tree.rules:
-        for path, action in walk(rule.do):
-            kind = type(action).__name__.lower()
-            if isinstance(action, _MEDIA):
-                if path:
-                    message = f"{kind} needs media; redirect mode leaves it out of the 302"
-                else:
-                    message = f"{kind} needs media; calls matching this rule get {status}"
-                yield Unservable(str(action.pos), rule.name, path, message)
-            elif isinstance(action, Forward) and action.max_calls is not None:
-                yield Unservable(str(action.pos), rule.name, path,
-                                 "max_calls is not enforced in redirect mode (no call state)")

@@ -22,14 +22,23 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall
 
 from engine.api import build_site
+from engine.calls.b2bua import B2bua
+from engine.calls.context import CallContext
+from engine.cdr.store import CdrStore
 from engine.config import Config
-from engine.redirect import RedirectService, unservable
+from engine.floods import FloodGuard
+from engine.redirect import RedirectService
 from engine.router import Router
+from engine.servable import unservable
 from engine.sip.overload import Overload
 from engine.sip.peers import PeerFilter
 from engine.sip.stack import SipStack
 from engine.sip.transport import TcpTransport, UdpTransport, listen_tcp, loop_lag_monitor
-from routing_trees.source import SourceError
+from engine.sites.health import SiteTable
+from engine.sites.prober import SiteProber
+from engine.state.factory import open_state
+from engine.state.leases import LeaseKeeper
+from routing_trees.source import Problem, SourceError
 from routing_trees.treeset import TreeSet, load_directory
 
 __all__ = ["TreeWatcher", "serve"]
@@ -109,32 +118,40 @@ def _listen_error(what: str, host: str, port: int, exc: Exception) -> str:
 def serve(config: Config) -> int:
     """Run the engine until stopped; 1 when the configuration cannot be served."""
     _setup_logging(config.log_level)
-    sip = config.sip
-    if sip.mode != "redirect":
-        print(f"vms: {sip.mode} mode is not available in this version yet; "
-              "run with --mode redirect (or set sip.mode: redirect)", file=sys.stderr)  # fmt: skip
-        return 1
+    mode = config.sip.mode
 
     def load() -> TreeSet:
-        return load_directory(config.trees, config.profiles() or None)
+        trees = load_directory(config.trees, config.profiles() or None)
+        _check_servable(trees, mode, config.sip.redirect.unservable)
+        return trees
 
     try:
         trees = load()
     except SourceError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        print(f"vms: the trees in {config.trees} have {len(exc.problems)} problem(s); "
-              "fix them and start again", file=sys.stderr)  # fmt: skip
+        print(f"vms: the trees in {config.trees} have {len(exc.problems)} problem(s) in "
+              f"{mode} mode; fix them and start again", file=sys.stderr)  # fmt: skip
         return 1
-    status = sip.redirect.unservable
-    for tree in trees.trees:
-        for notice in unservable(tree, status):
-            log.warning("%s", notice)
 
     from twisted.internet import reactor  # noqa: PLC0415 - installs the reactor; only here
 
     _tune_gc()
     return _run(reactor, config, trees, load)
+
+
+def _check_servable(trees: TreeSet, mode: str, status: int) -> None:
+    """Log what the mode cannot serve; raise SourceError for what it refuses."""
+    fatal: list[Problem] = []
+    for tree in trees.trees:
+        for notice in unservable(tree, mode, status):
+            if notice.fatal:
+                pos = notice.pos
+                fatal.append(Problem(pos.file, pos.line, pos.column, notice.text))
+            else:
+                log.warning("%s", notice)
+    if fatal:
+        raise SourceError(fatal)
 
 
 def _tune_gc() -> None:
@@ -154,38 +171,50 @@ def _tune_gc() -> None:
 def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSet]) -> int:
     sip = config.sip
     router = Router(trees, mode_of=lambda _customer: "normal")
-    _resolve(sip.trunk[0])  # a trunk that does not resolve is refused at start
-    trunk = sip.trunk  # the Contact names it as configured: the upstream resolves it (RFC 3263)
-    service = RedirectService(None, router, trunk, sip.redirect)
-    stack = SipStack(reactor, service, peers=PeerFilter(sip.peers), t1=sip.t1, t2=sip.t2,
+    trunk_ip = _resolve(sip.trunk[0])  # a trunk that does not resolve is refused at start
+    stack = SipStack(reactor, None, peers=PeerFilter(sip.peers), t1=sip.t1, t2=sip.t2,  # type: ignore[arg-type]
                      t4=sip.t4, retry_after=sip.overload.retry_after)  # fmt: skip
-    service.stack = stack
+    floods = FloodGuard(reactor, config.floods, config.flood_overrides())
     overload = Overload(sip.overload.max_delay)
     host, port = sip.listen
     ready = False
+    transports: dict[str, Any] = {}
     what = "SIP over UDP"
     try:
         if "udp" in sip.transports:
             udp = UdpTransport(reactor, stack, overload, host, port, reuse_port=sip.reuse_port,
                                receive_buffer=sip.overload.receive_buffer)  # fmt: skip
-            udp.start()
+            transports["udp"] = udp
         what = "SIP over TCP"
         if "tcp" in sip.transports:
             tcp = TcpTransport(stack, overload, reactor, sip.tcp_idle_timeout)
             listen_tcp(reactor, tcp, host, port, sip.reuse_port)
+            transports["tcp"] = tcp
         what, host, port = "the portal (HTTP)", config.portal[0], config.portal[1]
         reactor.listenTCP(port, build_site(lambda: ready), interface=host)
     except (OSError, CannotListenError) as exc:
         print(_listen_error(what, host, port, exc), file=sys.stderr)
         return 1
     host, port = sip.listen
+    local = (sip.advertise or host, port)
+    sites = SiteTable(config.sites.values(), reactor)
+    if sites.sites:
+        prober = SiteProber(stack, sites, transports, local, config.data_dir,
+                            (trunk_ip, sip.trunk[1]))  # fmt: skip
+        prober.start()
+        reactor.addSystemEventTrigger("before", "shutdown", prober.stop)
+    if sip.mode == "redirect":
+        # The Contact names the trunk as configured: the upstream resolves it (RFC 3263).
+        stack.tu = RedirectService(stack, router, sip.trunk, sip.redirect, floods=floods)
+    else:
+        stack.tu = _b2bua(reactor, config, stack, router, floods, sites, transports, local,
+                          (trunk_ip, sip.trunk[1]))  # fmt: skip
+    if "udp" in transports:
+        transports["udp"].start()
     loop_lag_monitor(reactor, overload)
 
     def install(new: TreeSet) -> None:
         router.trees = new
-        for tree in new.trees:
-            for notice in unservable(tree, sip.redirect.unservable):
-                log.warning("%s", notice)
 
     watcher = TreeWatcher(config.trees, load, install)
     poller = LoopingCall(watcher.poll)
@@ -193,10 +222,47 @@ def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSe
     poller.start(1.0, now=False)
     signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(watcher.reload, "SIGHUP"))
     ready = True
-    log.info("VMS engine (redirect mode) on %s:%d %s, trunk %s:%d, portal http://%s:%d, "
-             "peers %s; %d trees serve %d numbers", host, port, "+".join(sip.transports),
-             trunk[0], trunk[1], config.portal[0], config.portal[1], stack.peers,
-             len(trees.trees), sum(len(t.numbers) for t in trees.trees))  # fmt: skip
+    log.info("VMS engine (%s mode) on %s:%d %s, trunk %s:%d, portal http://%s:%d, "
+             "peers %s; %d trees serve %d numbers", sip.mode, host, port,
+             "+".join(sip.transports), sip.trunk[0], sip.trunk[1], config.portal[0],
+             config.portal[1], stack.peers, len(trees.trees),
+             sum(len(t.numbers) for t in trees.trees))  # fmt: skip
     reactor.run()
     log.info("stopped")
     return 0
+
+
+def _b2bua(
+    reactor: Any, config: Config, stack: SipStack, router: Router, floods: FloodGuard,
+    sites: SiteTable, transports: dict[str, Any], local: tuple[str, int],
+    trunk: tuple[str, int],
+) -> B2bua:  # fmt: skip
+    """The call controller with its shared state, call records and site health."""
+    state = open_state(config.state, reactor, lease_ttl=config.calls.lease_ttl)
+    leases = LeaseKeeper(state, reactor)
+    leases.start()
+    records = CdrStore.in_data_dir(config.data_dir, reactor)
+    closed = records.open()
+    if closed:
+        log.warning("%d call legs left open by an engine that stopped during calls were "
+                    "closed as failed", closed)  # fmt: skip
+    host, port = config.sip.trunk
+    trunk_name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    ctx = CallContext(
+        stack=stack, transport=transports[config.sip.trunk_transport], local=local,
+        trunk=trunk, trunk_name=trunk_name, settings=config.calls, state=leases,
+        records=records, sites=sites, billing_prefixes=config.billing.other_operator_prefixes,
+    )  # fmt: skip
+    b2bua = B2bua(ctx, router, floods)
+
+    def shutdown() -> None:
+        ended = b2bua.hang_up_all("the engine is stopping")
+        if ended:
+            log.info("hung up %d calls", ended)
+        records.close_open()
+        records.close()
+        leases.stop()
+        state.close()
+
+    reactor.addSystemEventTrigger("before", "shutdown", shutdown)
+    return b2bua

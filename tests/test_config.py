@@ -78,7 +78,8 @@ state: mysql://x
         "F:3:3: unknown key 'mdoe' in sip (did you mean 'mode'?)",
         "F:4:22: sip.peers: 'not-an-address' is not an address or network (or 'open')",
         "F:5:16: sip.timers.t1 must be a number, not 'fast'",
-        "F:8:8: state must be 'memory' or redis://HOST:PORT/DB, not 'mysql://x'",
+        "F:8:8: state must be 'memory' or redis://[:PASSWORD@]HOST[:PORT][/DB], not "
+        "'mysql://x': the scheme must be redis://",
     ]
 
 

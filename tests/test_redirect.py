@@ -9,8 +9,9 @@ import pytest
 from twisted.internet.task import Clock
 
 from engine.config import RedirectSettings
-from engine.redirect import RedirectService, unservable
+from engine.redirect import RedirectService
 from engine.router import Router, called_number, caller_number
+from engine.servable import unservable
 from engine.sip.parser import parse_datagram
 from engine.sip.stack import SipStack
 from routing_trees.treeset import load_directory
@@ -150,7 +151,7 @@ def test_a_reload_takes_effect_for_new_calls(trees: Path) -> None:
 
 def test_unservable_reports_each_rule_with_its_position(trees: Path) -> None:
     tree = load_directory(trees).trees[0]
-    notices = [str(n) for n in unservable(tree, 480)]
+    notices = [str(n) for n in unservable(tree, "redirect", 480)]
     file = str(trees / "acme.yaml")
     assert notices == [
         f"{file}:13:10: rule 'second-number': announce needs media; "

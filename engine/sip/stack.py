@@ -223,7 +223,10 @@ class SipStack:
         if isinstance(txn, ServerInvite) and "," not in raw_via:
             txn.raw_via = raw_via.encode("utf-8", "surrogateescape")
             self.acks[txn.raw_via] = txn
-        if not self.peers.allows(source[0]):
+        # Requests inside a dialog (a To tag) may come from where the dialog's
+        # remote target is (RFC 3261 §12.2): the TU checks them against its
+        # dialogs, whose identifiers outsiders cannot guess.
+        if not self.peers.allows(source[0]) and not _in_dialog(request):
             self.counters.forbidden += 1
             self.ratelog.warning("peer", "refused SIP from %s: not a configured peer", source[0])
             self._refuse(txn, Refusal(403, "Not A Configured Peer"))
@@ -339,17 +342,45 @@ class SipStack:
         local: Address,
     ) -> ClientTransaction:  # fmt: skip
         """Start a client transaction; adds our Via (with a fresh branch and rport)."""
-        branch = self.new_branch()
-        host, port = local
-        request.headers.setdefault("via", []).insert(
-            0, f"SIP/2.0/{transport.name} {host}:{port};branch={branch};rport"
-        )
+        branch = self._add_via(request, transport, local)
         request.headers.setdefault("max-forwards", ["70"])
         cls = ClientInvite if request.method == "INVITE" else ClientNonInvite
         txn = cls(self, (branch, request.method), request, transport, addr, user)
         self.client[txn.key] = txn
         txn.start()
         return txn
+
+    def cancel(self, invite: ClientInvite, user: ClientUser) -> ClientNonInvite:
+        """CANCEL a pending INVITE (RFC 3261 §9.1): its Request-URI, Call-ID,
+        From, To, CSeq number, Route and top Via, so it matches its transaction."""
+        src = invite.request.headers
+        headers: dict[str, list[str]] = {"via": src["via"][:1]}
+        if "route" in src:
+            headers["route"] = src["route"][:]
+        headers["max-forwards"] = ["70"]
+        for name in ("from", "to", "call-id"):
+            headers[name] = src[name][:]
+        headers["cseq"] = [f"{invite.request.cseq()[0]} CANCEL"]
+        request = Request("CANCEL", invite.request.uri, headers)
+        key = (invite.key[0], "CANCEL")
+        txn = ClientNonInvite(self, key, request, invite.transport, invite.addr, user)
+        self.client[txn.key] = txn
+        txn.start()
+        return txn
+
+    def send_ack(self, ack: Request, transport: Transport, addr: Address, local: Address) -> None:
+        """Send the ACK of a 2xx: a request of its own, outside any transaction."""
+        self._add_via(ack, transport, local)
+        ack.headers.setdefault("max-forwards", ["70"])
+        transport.send(ack.to_bytes(), addr)
+
+    def _add_via(self, request: Request, transport: Transport, local: Address) -> str:
+        branch = self.new_branch()
+        host, port = local
+        request.headers.setdefault("via", []).insert(
+            0, f"SIP/2.0/{transport.name} {host}:{port};branch={branch};rport"
+        )
+        return branch
 
     def transport_error(self, transport: Transport, addr: Address) -> None:
         """A send to ``addr`` failed (ICMP, TCP connect): fail what used it."""
@@ -384,6 +415,13 @@ def _stamp(request: Request, via: Via, source: Address) -> None:
     elif via.host != source[0]:
         params["received"] = source[0]
     request.set_top_via(Via(via.transport, via.host, via.port, params))
+
+
+def _in_dialog(request: Request) -> bool:
+    try:
+        return request.to_address().tag is not None
+    except ValueError:
+        return False
 
 
 def _as_invite(cancel: Request) -> Request:

@@ -17,11 +17,11 @@ layer (server side) or to the transaction's ``user`` (client side).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 from engine.sip.message import Request, Response
 from engine.sip.timers import Timer, TimerQueue
+from engine.tables import Machine, Row
 
 __all__ = [
     "ClientInvite",
@@ -35,7 +35,6 @@ __all__ = [
 ]
 
 Address = tuple[str, int]
-Row = tuple[str, tuple[str, ...]]
 
 TERMINATED = "terminated"
 
@@ -70,25 +69,10 @@ class ClientUser(Protocol):
     def transaction_failed(self, txn: Transaction, reason: str) -> None: ...
 
 
-class Transaction:
-    """Shared machinery: table dispatch, named timers, sending."""
+class Transaction(Machine):
+    """Shared machinery: named timers, sending, and the end of a transaction."""
 
-    TABLE: ClassVar[dict[tuple[str, str], Row]]
-    _compiled: ClassVar[dict[tuple[str, str], tuple[str, tuple[Callable[..., None], ...]]]]
-    INITIAL: ClassVar[str]
-
-    __slots__ = (
-        "addr", "intervals", "key", "layer", "request", "state", "timers", "transport",
-    )  # fmt: skip
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "TABLE" not in cls.__dict__:
-            return  # an abstract intermediate class (_Server, _Client)
-        cls._compiled = {
-            event: (nxt, tuple(getattr(cls, "_" + action) for action in actions))
-            for event, (nxt, actions) in cls.TABLE.items()
-        }
+    __slots__ = ("addr", "intervals", "key", "layer", "request", "timers", "transport")
 
     def __init__(
         self, layer: Layer, key: Any, request: Request, transport: Transport, addr: Address
@@ -102,19 +86,7 @@ class Transaction:
         self.timers: dict[str, Timer] = {}
         self.intervals: dict[str, float] = {}
 
-    def handle(self, event: str, arg: Any = None) -> bool:
-        """Apply one event; False when the table has no row for it (absorbed)."""
-        row = self._compiled.get((self.state, event))
-        if row is None:
-            return False
-        self.state = row[0]
-        for action in row[1]:
-            action(self, arg)
-        if self.state == TERMINATED:
-            self._end()
-        return True
-
-    def _end(self) -> None:
+    def _end(self, _arg: Any = None) -> None:
         for timer in self.timers.values():
             timer.cancel()
         self.timers.clear()
@@ -227,18 +199,18 @@ class ServerInvite(_Server):
         ("proceeding", "provisional"): ("proceeding", ("send",)),
         ("proceeding", "success"): ("accepted", ("send", "start_l")),
         ("proceeding", "failure"): ("completed", ("send", "start_g", "start_h")),
-        ("proceeding", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("proceeding", "transport_error"): (TERMINATED, ("report_transport_error", "end")),
         ("completed", "request"): ("completed", ("resend",)),
         ("completed", "timer_g"): ("completed", ("resend", "start_g")),
         ("completed", "ack"): ("confirmed", ("stop_g", "stop_h", "start_i")),
-        ("completed", "timer_h"): (TERMINATED, ("report_timeout",)),
-        ("completed", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("completed", "timer_h"): (TERMINATED, ("report_timeout", "end")),
+        ("completed", "transport_error"): (TERMINATED, ("report_transport_error", "end")),
         ("confirmed", "request"): ("confirmed", ()),
         ("confirmed", "ack"): ("confirmed", ()),
-        ("confirmed", "timer_i"): (TERMINATED, ()),
+        ("confirmed", "timer_i"): (TERMINATED, ("end",)),
         ("accepted", "request"): ("accepted", ()),
         ("accepted", "success"): ("accepted", ("send",)),
-        ("accepted", "timer_l"): (TERMINATED, ()),
+        ("accepted", "timer_l"): (TERMINATED, ("end",)),
     }
 
 
@@ -261,10 +233,10 @@ class ServerNonInvite(_Server):
         ("proceeding", "provisional"): ("proceeding", ("send",)),
         ("proceeding", "success"): ("completed", ("send", "start_j")),
         ("proceeding", "failure"): ("completed", ("send", "start_j")),
-        ("proceeding", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("proceeding", "transport_error"): (TERMINATED, ("report_transport_error", "end")),
         ("completed", "request"): ("completed", ("resend",)),
-        ("completed", "timer_j"): (TERMINATED, ()),
-        ("completed", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("completed", "timer_j"): (TERMINATED, ("end",)),
+        ("completed", "transport_error"): (TERMINATED, ("report_transport_error", "end")),
     }
 
 
@@ -350,21 +322,21 @@ class ClientInvite(_Client):
 
     TABLE: ClassVar[dict[tuple[str, str], Row]] = {
         ("calling", "timer_a"): ("calling", ("retransmit", "start_a")),
-        ("calling", "timer_b"): (TERMINATED, ("report_timeout",)),
+        ("calling", "timer_b"): (TERMINATED, ("report_timeout", "end")),
         ("calling", "provisional"): ("proceeding", ("stop_a", "stop_b", "pass_up")),
         ("calling", "success"): ("accepted", ("stop_a", "stop_b", "pass_up", "start_m")),
         ("calling", "failure"): ("completed", ("stop_a", "stop_b", "send_ack", "pass_up",
                                                "start_d")),
-        ("calling", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("calling", "transport_error"): (TERMINATED, ("report_transport_error", "end")),
         ("proceeding", "provisional"): ("proceeding", ("pass_up",)),
         ("proceeding", "success"): ("accepted", ("pass_up", "start_m")),
         ("proceeding", "failure"): ("completed", ("send_ack", "pass_up", "start_d")),
-        ("proceeding", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("proceeding", "transport_error"): (TERMINATED, ("report_transport_error", "end")),
         ("completed", "failure"): ("completed", ("send_ack",)),
-        ("completed", "timer_d"): (TERMINATED, ()),
-        ("completed", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("completed", "timer_d"): (TERMINATED, ("end",)),
+        ("completed", "transport_error"): (TERMINATED, ("report_transport_error", "end")),
         ("accepted", "success"): ("accepted", ("pass_up",)),
-        ("accepted", "timer_m"): (TERMINATED, ()),
+        ("accepted", "timer_m"): (TERMINATED, ("end",)),
     }  # fmt: skip
 
 
@@ -401,16 +373,16 @@ class ClientNonInvite(_Client):
 
     TABLE: ClassVar[dict[tuple[str, str], Row]] = {
         ("trying", "timer_e"): ("trying", ("retransmit", "start_e")),
-        ("trying", "timer_f"): (TERMINATED, ("report_timeout",)),
+        ("trying", "timer_f"): (TERMINATED, ("report_timeout", "end")),
         ("trying", "provisional"): ("proceeding", ("pass_up",)),
         ("trying", "success"): ("completed", ("stop_e", "stop_f", "pass_up", "start_k")),
         ("trying", "failure"): ("completed", ("stop_e", "stop_f", "pass_up", "start_k")),
-        ("trying", "transport_error"): (TERMINATED, ("report_transport_error",)),
+        ("trying", "transport_error"): (TERMINATED, ("report_transport_error", "end")),
         ("proceeding", "timer_e"): ("proceeding", ("retransmit", "start_e_t2")),
-        ("proceeding", "timer_f"): (TERMINATED, ("report_timeout",)),
+        ("proceeding", "timer_f"): (TERMINATED, ("report_timeout", "end")),
         ("proceeding", "provisional"): ("proceeding", ("pass_up",)),
         ("proceeding", "success"): ("completed", ("stop_e", "stop_f", "pass_up", "start_k")),
         ("proceeding", "failure"): ("completed", ("stop_e", "stop_f", "pass_up", "start_k")),
-        ("proceeding", "transport_error"): (TERMINATED, ("report_transport_error",)),
-        ("completed", "timer_k"): (TERMINATED, ()),
+        ("proceeding", "transport_error"): (TERMINATED, ("report_transport_error", "end")),
+        ("completed", "timer_k"): (TERMINATED, ("end",)),
     }

@@ -55,9 +55,10 @@ class _Factory:
         args: tuple[str, ...] = (),
         name: str | None = None,
         files: dict[str, bytes] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Server:
         directory = self.base / (name or f"vms{len(self.servers)}")
-        config = write_config(directory, trees, numbers, sip=sip, files=files)
+        config = write_config(directory, trees, numbers, sip=sip, files=files, extra=extra)
         server = launch(config, *args)
         self.servers.append(server)
         LIVE.append(server)

@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from vmskit import (
     REPO,
     ServeFactory,
@@ -62,12 +63,16 @@ def test_a_tree_with_a_problem_stops_the_start(tmp_path: Path) -> None:
     }], result.stderr  # fmt: skip
 
 
-def test_b2bua_mode_is_refused_with_a_sentence(tmp_path: Path) -> None:
-    config = write_config(tmp_path, {"desk.yaml": GOOD}, [NUMBER])
+def test_b2bua_mode_refuses_trees_that_need_media(tmp_path: Path) -> None:
+    media = tree(NUMBER, '  - name: desk\n    when: {caller: "+3226*"}\n    do: {queue: sales}\n'
+                 '  - name: closed\n    do: {reject: 480}\n')
+    config = write_config(tmp_path, {"desk.yaml": media}, [NUMBER])
     result = run_vms("serve", "--config", str(config), "--mode", "b2bua")
     assert result.returncode == 1
-    line = one_sentence(result.stderr)
-    assert "b2bua" in line and "--mode redirect" in line
+    no_traceback(result.stderr)
+    problems = PROBLEM.findall(result.stderr)
+    assert problems and "queue needs media" in problems[0][3]
+    assert "b2bua mode" in result.stderr.splitlines()[-1]
 
 
 @pytest.mark.parametrize("taken", ["sip-udp", "sip-tcp", "portal"])

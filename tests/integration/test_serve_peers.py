@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from vmskit import ServeFactory, UdpPeer, ack_for, parse, request, run_sipp, scenario, tree
 
 pytestmark = pytest.mark.integration

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
 from vmskit import (
     REPO,
     TRUNK,

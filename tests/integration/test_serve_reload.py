@@ -13,6 +13,7 @@ import signal
 import time
 
 import pytest
+
 from vmskit import TRUNK, ServeFactory, Server, UdpPeer, ack_for, contacts, tree
 
 pytestmark = pytest.mark.integration

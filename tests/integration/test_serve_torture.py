@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from test_sip_stack import EXPECTED, expected_answer
+
 from vmskit import (
     TORTURE,
     Message,

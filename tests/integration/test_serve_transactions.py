@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from vmskit import (
     TRUNK,
     ServeFactory,

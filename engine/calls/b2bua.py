@@ -1,0 +1,166 @@
+"""B2BUA mode: the transaction user that turns each INVITE into a Call.
+
+New INVITEs are checked against the flood limits, routed by the trees and
+handed to a new :class:`~engine.calls.call.Call`; requests inside a dialog
+(a To tag) go to the leg whose dialog they belong to, found by Call-ID and
+our tag (481 when there is none); the ACK of a 2xx, a CANCEL and 2xx
+retransmissions that outlive their transaction are routed the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+from typing import TYPE_CHECKING, Any, Protocol
+
+from engine.calls.call import Call
+from engine.calls.context import CallContext
+from engine.calls.dialog import Dialog
+from engine.calls.inbound import InboundLeg
+from engine.calls.outbound import OutboundLeg
+from engine.router import Router
+from engine.sip.headers import parse_address
+from engine.sip.message import Request, Response
+from engine.sip.transaction import ServerInvite, ServerNonInvite, Transport
+from engine.sip.validate import Policy
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["B2bua"]
+
+log = logging.getLogger(__name__)
+
+ServerTxn = ServerInvite | ServerNonInvite
+Leg = InboundLeg | OutboundLeg
+
+ALLOWED = frozenset({"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "PRACK", "UPDATE", "INFO",
+                     "MESSAGE", "NOTIFY"})  # fmt: skip
+
+
+class Floods(Protocol):
+    """The flood limits (``engine.floods.FloodGuard``)."""
+
+    def admit(self, called: str | None, customer: str | None, source_ip: str) -> Any: ...
+
+
+class B2bua:
+    """The transaction user of B2BUA mode."""
+
+    policy = Policy(allowed=ALLOWED, supported=frozenset({"100rel", "timer"}))
+
+    def __init__(
+        self, ctx: CallContext, router: Router, floods: Floods | None = None,
+        rng: random.Random | None = None,
+    ) -> None:  # fmt: skip
+        self.ctx = ctx
+        self.router = router
+        self.floods = floods
+        self.rng = rng or random.Random()
+        self.calls: dict[str, Call] = {}
+        self.by_invite: dict[ServerInvite, Call] = {}
+        self.dialogs: dict[tuple[str, str], Leg] = {}
+        self.calls_started = 0
+
+    # -- dialogs -------------------------------------------------------------------
+
+    def register_dialog(self, dialog: Dialog, leg: Leg) -> None:
+        self.dialogs[(dialog.call_id, dialog.local_tag)] = leg
+
+    def forget_dialog(self, dialog: Dialog) -> None:
+        key = (dialog.call_id, dialog.local_tag)
+        leg = self.dialogs.get(key)
+        if leg is not None and leg.dialog is dialog:
+            del self.dialogs[key]
+
+    def _leg_of(self, message: Request | Response, ours: str) -> Leg | None:
+        """The leg of a message whose ``ours`` header (to/from) carries our tag."""
+        try:
+            tag = parse_address(message.headers[ours][0]).tag
+        except (ValueError, KeyError, IndexError):
+            return None
+        if tag is None:
+            return None
+        return self.dialogs.get((message.headers["call-id"][0], tag))
+
+    def active_calls(self) -> Iterator[Call]:
+        return iter(list(self.calls.values()))
+
+    # -- the transaction user ---------------------------------------------------------
+
+    def request_received(self, txn: ServerTxn, request: Request) -> None:
+        if request.to_address().tag is not None:
+            leg = self._leg_of(request, "to")
+            if leg is None:
+                txn.respond(request.response(481, None, self.ctx.stack.to_tag(txn)))
+            else:
+                leg.in_dialog(txn, request)
+            return
+        method = request.method
+        if method == "INVITE":
+            assert isinstance(txn, ServerInvite)
+            self._new_call(txn, request)
+        elif method == "OPTIONS":
+            response = request.response(200, None, self.ctx.stack.to_tag(txn))
+            response.headers["allow"] = [self.policy.allow_header]
+            response.headers["accept"] = ["application/sdp"]
+            response.headers["supported"] = ["100rel, timer"]
+            txn.respond(response)
+        else:  # BYE, PRACK, UPDATE ... only make sense inside a dialog
+            txn.respond(request.response(481, None, self.ctx.stack.to_tag(txn)))
+
+    def _new_call(self, txn: ServerInvite, request: Request) -> None:
+        stack = self.ctx.stack
+        route = self.router.route(request, stack.clock.seconds())
+        if route is None:
+            txn.respond(request.response(404, None, stack.to_tag(txn)))
+            return
+        if self.floods is not None:
+            refusal = self.floods.admit(route.facts.called, route.tree.customer, txn.addr[0])
+            if refusal is not None:
+                txn.respond(refusal.response(request, stack.to_tag(txn)))
+                return
+        # Time-ordered (milliseconds first), so the records' unique index grows at its end.
+        call_id = f"{int(stack.clock.seconds() * 1000):012x}{secrets.token_hex(6)}"
+        call = Call(self, txn, request, txn.addr, route, call_id)
+        self.calls[call_id] = call
+        self.by_invite[txn] = call
+        self.calls_started += 1
+        call.start()
+
+    def call_ended(self, call: Call) -> None:
+        self.calls.pop(call.call_id, None)
+        self.by_invite.pop(call.inbound.txn, None)
+
+    def ack_received(self, request: Request, transport: Transport, source: tuple[str, int]) -> None:
+        leg = self._leg_of(request, "to")
+        if isinstance(leg, InboundLeg):
+            leg.ack(request)
+
+    def cancel_received(self, txn: ServerInvite) -> None:
+        call = self.by_invite.get(txn)
+        if call is not None:
+            call.inbound.cancelled()
+        else:
+            txn.respond(txn.request.response(487, None, self.ctx.stack.to_tag(txn)))
+
+    def server_failed(self, txn: ServerTxn, reason: str) -> None:
+        """A final response the peer never acknowledged: the call's own timers end it."""
+
+    def stray_response(
+        self, response: Response, transport: Transport, source: tuple[str, int]
+    ) -> None:
+        if 200 <= response.status < 300:
+            leg = self._leg_of(response, "from")
+            if isinstance(leg, OutboundLeg):
+                leg.stray_2xx(response)
+
+    # -- shutting down ----------------------------------------------------------------
+
+    def hang_up_all(self, reason: str) -> int:
+        """End every call (on shutdown); returns how many there were."""
+        calls = list(self.calls.values())
+        for call in calls:
+            call.hang_up(reason)
+        return len(calls)

@@ -1,0 +1,432 @@
+"""One call through the B2BUA: the caller's leg, the tree's actions, the outgoing legs.
+
+The call carries out the Decision the routing tree made: a ``forward``
+places an outgoing leg; its dynamic outcome (busy, no answer, unreachable,
+overflow) runs the action the tree gives for it, chains of any depth, under
+one ring-time limit for the whole call; an outcome with no handler ends the
+call with the matching final response (``outcomes.final_for``). Provisional
+responses and the answer are relayed to the caller, the ACK to the callee,
+and requests inside the dialogs (re-INVITE, UPDATE, INFO ...) cross from one
+side to the other with their bodies untouched. Either side's BYE ends both.
+Every leg leaves a call detail record.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from engine.calls.dialog import Dialog
+from engine.calls.inbound import InboundLeg
+from engine.calls.outbound import OutboundLeg
+from engine.calls.outcomes import NO_ANSWER, OVERFLOW, UNREACHABLE, classify, final_for
+from engine.calls.records import CallRecords
+from engine.calls.session import CALLEE, CALLER, SessionTimers, refresh_request
+from engine.sip.message import Request, Response
+from engine.sip.transaction import ServerInvite, ServerNonInvite, Transaction, Transport
+from routing_trees.model import Action, Announce, Forward, Menu, Queue, Reject, Split
+
+if TYPE_CHECKING:
+    from engine.calls.b2bua import B2bua
+    from engine.router import Route
+
+__all__ = ["Call"]
+
+log = logging.getLogger(__name__)
+
+ServerTxn = ServerInvite | ServerNonInvite
+Leg = InboundLeg | OutboundLeg
+_MEDIA = (Announce, Menu, Queue)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class Call:
+    """The controller of one inbound call."""
+
+    def __init__(
+        self, b2bua: B2bua, txn: ServerInvite, invite: Request, source: tuple[str, int],
+        route: Route, call_id: str,
+    ) -> None:  # fmt: skip
+        self.b2bua = b2bua
+        self.ctx = b2bua.ctx
+        self.call_id = call_id
+        self.route = route
+        self.caller = route.facts.caller
+        self.called = route.facts.called
+        self.customer = route.tree.customer
+        self.started = self.ctx.now()
+        self.ring_deadline = self.started + self.ctx.settings.max_ring_time
+        self.inbound = InboundLeg(self, txn, invite, source)
+        self.legs: list[OutboundLeg] = []
+        self.current: OutboundLeg | None = None  # the leg ringing now
+        self.bridged: OutboundLeg | None = None  # the leg that answered
+        self.outcome: str | None = None  # how the caller's leg ends, for its record
+        self.session = SessionTimers(self)
+        self.records = CallRecords(self)
+        self.pending_reinvite: tuple[Leg, ServerTxn] | None = None
+        self.ended = False
+
+    # -- the tree's actions ---------------------------------------------------------
+
+    def start(self) -> None:
+        self.records.caller_started()
+        self.b2bua.register_dialog(self.inbound.dialog, self.inbound)
+        min_se = self.session.too_small(self.inbound.invite)
+        if min_se is not None:
+            self.outcome = "rejected"
+            self.inbound.reject(422, None, (("min-se", str(min_se)),))
+            return
+        self.execute(self.route.decision.action, "")
+
+    def execute(self, action: Action | None, path: str) -> None:
+        while isinstance(action, Split):
+            chosen = action.choose(self.b2bua.rng.randrange(100))
+            index = next(i for i, (_, a) in enumerate(action.branches) if a is chosen)
+            path = f"{path}.split[{index}]" if path else f"split[{index}]"
+            action = chosen
+        if action is None:
+            self._end_with("rejected", 480, "No Rule Matched")
+        elif isinstance(action, Reject):
+            self._end_with("rejected", action.code, None)
+        elif isinstance(action, Forward):
+            self._place(action, path)
+        else:  # serve refuses such trees at start; this is the last line of defence
+            self._end_with("failed", 480, f"{type(action).__name__} Needs Media")
+
+    def _place(self, forward: Forward, path: str) -> None:
+        now = self.ctx.now()
+        if now >= self.ring_deadline:
+            self._end_with(NO_ANSWER, 480, "Ring Time Exceeded")
+            return
+        if self.inbound.state == "trying" and not self.legs:
+            self.inbound.trying()
+        leg = OutboundLeg(self, len(self.legs) + 1, forward, path)
+        self.legs.append(leg)
+        self.current = leg
+        down = self.ctx.sites.down_site_for(forward.number) if self.ctx.sites else None
+        if down is not None:
+            self.records.leg_refused(leg, UNREACHABLE, f"site {down} is down")
+            self._outcome(leg, UNREACHABLE, None)
+            return
+        if forward.max_calls is None or self.ctx.state is None:
+            self._dial(leg)
+            return
+        d = self.ctx.state.acquire(f"calls:{forward.number}", forward.max_calls, leg.lease)
+        d.addCallback(self._slot, leg)
+        d.addErrback(self._slot_failed, leg)
+
+    def _slot(self, granted: bool, leg: OutboundLeg) -> None:
+        if self.ended or leg is not self.current:
+            if granted:
+                self._release(leg)
+            return
+        if not granted:
+            self.records.leg_refused(leg, OVERFLOW, f"{leg.forward.max_calls} calls already")
+            self._outcome(leg, OVERFLOW, None)
+            return
+        leg.holds_slot = True
+        self._dial(leg)
+
+    def _slot_failed(self, failure: Any, leg: OutboundLeg) -> None:
+        log.error("call %s: shared state unavailable (%s); placing the call without max_calls",
+                  self.call_id, failure.getErrorMessage())  # fmt: skip
+        if not self.ended and leg is self.current:
+            self._dial(leg)
+
+    def _dial(self, leg: OutboundLeg) -> None:
+        remaining = self.ring_deadline - self.ctx.now()
+        leg.start(min(float(leg.forward.timeout), remaining))
+        self.records.leg_started(leg)
+
+    def _release(self, leg: OutboundLeg) -> None:
+        if leg.forward.max_calls is not None and self.ctx.state is not None:
+            self.ctx.state.release(f"calls:{leg.forward.number}", leg.lease)
+
+    # -- what the outgoing legs report ------------------------------------------------
+
+    def ring_timeout(self, leg: OutboundLeg) -> None:
+        leg.ring_timer = None
+        if self.ctx.now() >= self.ring_deadline - 1e-6:
+            leg.cancel("ring_limit")
+        else:
+            leg.cancel(NO_ANSWER)
+
+    def leg_ringing(self, leg: OutboundLeg, response: Response) -> None:
+        self.records.leg_ringing(leg)
+        if leg is self.current and not self.ended:
+            self.inbound.ring(response)
+
+    def leg_answered(self, leg: OutboundLeg, response: Response) -> None:
+        self.records.leg_answered(leg)
+        if leg is not self.current or self.ended or self.inbound.state not in ("trying", "early"):
+            leg.hang_up()  # the caller went away meanwhile
+            return
+        self.bridged = leg
+        self.current = None
+        self.outcome = "answered"
+        self.session.callee_answered(response)
+        self.inbound.answer(response)
+
+    def leg_failed(self, leg: OutboundLeg, status: int | None, reason: str | None) -> None:
+        outcome = UNREACHABLE if status is None else classify(status)
+        self.records.leg_failed(leg, outcome, status, reason)
+        if leg is not self.current or self.ended:
+            return
+        if outcome is None:
+            assert status is not None
+            self._end_with("rejected", status, reason)  # the callee's own answer, as it came
+            return
+        self._outcome(leg, outcome, status)
+
+    def leg_cancelled(self, leg: OutboundLeg, why: str) -> None:
+        outcome = NO_ANSWER if why in (NO_ANSWER, "ring_limit") else "cancelled"
+        self.records.leg_failed(leg, outcome, 487, why)
+        if leg is not self.current or self.ended:
+            return
+        if why == "ring_limit":
+            self._end_with(NO_ANSWER, 480, "Ring Time Exceeded")
+        elif why == NO_ANSWER:
+            self._outcome(leg, NO_ANSWER, None)
+
+    def _outcome(self, leg: OutboundLeg, outcome: str, status: int | None) -> None:
+        handler = getattr(leg.forward, "on_" + outcome)
+        if handler is not None:
+            key = "on_" + outcome
+            self.execute(handler, f"{leg.path}.{key}" if leg.path else key)
+            return
+        code, reason = final_for(outcome, status)
+        self._end_with(outcome, code, reason)
+
+    def _end_with(self, outcome: str, status: int, reason: str | None) -> None:
+        self.outcome = outcome
+        self.current = None
+        self.inbound.reject(status, reason)
+
+    # -- what the caller does --------------------------------------------------------------
+
+    def caller_acked(self, request: Request) -> None:
+        if self.bridged is not None:
+            self.bridged.relay_ack(request)
+
+    def caller_cancelled(self) -> None:
+        self.outcome = "cancelled"
+        if self.current is not None:
+            self.current.cancel("cancelled")
+
+    def caller_hung_up(self) -> None:
+        self._hang_up_callee()
+
+    def callee_hung_up(self, leg: OutboundLeg) -> None:
+        if leg is self.bridged:
+            self.inbound.hang_up()
+
+    def caller_gone(self, reason: str) -> None:
+        log.warning("call %s: %s; ending it", self.call_id, reason)
+        self.outcome = self.outcome if self.outcome == "answered" else "failed"
+        self._hang_up_callee()
+        self.inbound.hang_up()
+
+    def _hang_up_callee(self) -> None:
+        for leg in (self.bridged, self.current):
+            if leg is not None:
+                leg.hang_up()
+
+    def hang_up(self, reason: str) -> None:
+        """End the call from the engine's side (shutdown, session expiry)."""
+        log.info("call %s: ending: %s", self.call_id, reason)
+        if self.outcome is None:
+            self.outcome = "failed"
+        self._hang_up_callee()
+        self.inbound.hang_up()
+
+    # -- session timers ---------------------------------------------------------------------
+
+    def session_expired(self, side: str) -> None:
+        self.hang_up(f"the {side} stopped refreshing its session (RFC 4028)")
+
+    def refresh_session(self, side: str, interval: int) -> None:
+        """Refresh a session we are the refresher of, repeating the SDP we last sent."""
+        peer: Request | Response | None
+        if side == CALLER:
+            dialog, transport = self.inbound.dialog, self.inbound.transport
+            peer = self.inbound.invite
+            sdp = self.inbound.last_final.body if self.inbound.last_final else b""
+        else:
+            if self.bridged is None or self.bridged.dialog is None:
+                return
+            dialog, transport = self.bridged.dialog, self.ctx.transport
+            peer = self.bridged.answer or self.bridged.invite
+            sdp = self.bridged.invite.body if self.bridged.invite else b""
+        allow_update = peer is not None and any(m.upper() == "UPDATE" for m in peer.values("allow"))
+        request = refresh_request(dialog, allow_update, interval, sdp)
+        self._send(
+            dialog, request, transport, lambda r: self._refresh_done(side, dialog, request, r)
+        )
+
+    def _refresh_done(
+        self, side: str, dialog: Dialog, request: Request, response: Response | None
+    ) -> None:
+        if response is None or response.status >= 300:
+            if response is None or response.status in (408, 481):
+                self.hang_up(f"the {side} did not accept a session refresh")
+            return
+        if request.method == "INVITE":
+            transport = self.inbound.transport if side == CALLER else self.ctx.transport
+            self.send_ack_on(dialog, dialog.ack(request.cseq()[0]), transport=transport)
+
+    # -- requests inside the dialogs ---------------------------------------------------------
+
+    def relay(self, origin: Leg, txn: ServerTxn, request: Request) -> None:
+        """A request from one side goes to the other side's dialog; its final answer comes back."""
+        if origin is self.inbound:
+            target = self.bridged or self.current
+            dialog = target.dialog if target is not None else None
+            transport = self.ctx.transport
+        else:
+            dialog, transport = self.inbound.dialog, self.inbound.transport
+        tag = origin.dialog.local_tag if origin.dialog is not None else ""
+        if dialog is None or self.ended:
+            txn.respond(request.response(481, None, tag))
+            return
+        is_invite = request.method == "INVITE"
+        if is_invite and self.pending_reinvite is not None:
+            txn.respond(request.response(491, None, tag))  # glare (§14.1)
+            return
+        out = dialog.request(request.method, request.body, request.get("content-type"))
+        for name in ("session-expires", "min-se", "supported", "require", "event",
+                     "info-package", "subscription-state", "allow"):  # fmt: skip
+            if name in request.headers:
+                out.headers[name] = request.headers[name][:]
+        if is_invite:
+            self.pending_reinvite = (origin, txn)
+        side = CALLER if origin is self.inbound else CALLEE
+
+        def answered(response: Response | None) -> None:
+            self._relayed(origin, txn, request, dialog, out, transport, response, side)
+
+        self._send(dialog, out, transport, answered, provisional=is_invite)
+
+    def _relayed(
+        self, origin: Leg, txn: ServerTxn, request: Request, dialog: Dialog, out: Request,
+        transport: Transport, response: Response | None, side: str,
+    ) -> None:  # fmt: skip
+        tag = origin.dialog.local_tag if origin.dialog is not None else ""
+        if request.method == "INVITE" and response is not None and response.status >= 200:
+            self.pending_reinvite = None
+        if response is None:
+            txn.respond(request.response(408 if request.method != "BYE" else 481, None, tag))
+            return
+        if response.status < 200:
+            if response.status > 100 and txn.state in ("proceeding", "trying"):
+                txn.respond(
+                    _copy(response, request.response(response.status, response.reason, tag))
+                )
+            return
+        answer = _copy(response, request.response(response.status, response.reason, tag))
+        if response.status < 300 and request.method in ("INVITE", "UPDATE"):
+            dialog.refresh_target(response)
+            origin_dialog = origin.dialog
+            if origin_dialog is not None:
+                origin_dialog.refresh_target(request)
+            answer.headers["contact"] = [self.ctx.contact]
+            self.session.refreshed(side)
+        txn.respond(answer)
+        if request.method == "INVITE" and response.status < 300:
+            # ACK the other side now; an ACK body from the originator (late offer)
+            # cannot be carried then, which is why relayed re-INVITEs keep offers.
+            self.send_ack_on(dialog, dialog.ack(out.cseq()[0]), transport=transport)
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _address(self, dialog: Dialog, transport: Transport) -> tuple[str, int]:
+        """Where a dialog's requests go; a name we cannot resolve here goes by the peer we know."""
+        host, port = dialog.next_hop()
+        if _is_ip(host):
+            return host, port
+        if transport is self.ctx.transport:
+            return self.ctx.trunk
+        return self.inbound.source
+
+    def send_in_dialog(self, dialog: Dialog, method: str, transport: Transport,
+                       done: Callable[[Response | None], None]) -> None:  # fmt: skip
+        self._send(dialog, dialog.request(method), transport, done)
+
+    def send_request_on(self, dialog: Dialog, request: Request,
+                        done: Callable[[Response | None], None] | None) -> None:  # fmt: skip
+        self._send(dialog, request, self.ctx.transport, done)
+
+    def _send(
+        self, dialog: Dialog, request: Request, transport: Transport,
+        done: Callable[[Response | None], None] | None, provisional: bool = False,
+    ) -> None:  # fmt: skip
+        user = _Final(done, provisional)
+        self.ctx.stack.send_request(request, transport, self._address(dialog, transport), user,
+                                    self.ctx.local)  # fmt: skip
+
+    def send_ack_on(self, dialog: Dialog, ack: Request, resend: bool = False,
+                    transport: Transport | None = None) -> None:  # fmt: skip
+        transport = transport or self.ctx.transport
+        if resend and "via" in ack.headers:
+            transport.send(ack.to_bytes(), self._address(dialog, transport))
+            return
+        self.ctx.stack.send_ack(ack, transport, self._address(dialog, transport), self.ctx.local)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def register_dialog(self, dialog: Dialog, leg: Leg) -> None:
+        self.b2bua.register_dialog(dialog, leg)
+
+    def leg_finished(self, leg: Leg) -> None:
+        if isinstance(leg, OutboundLeg):
+            if leg.holds_slot:
+                self._release(leg)
+            self.records.leg_ended(leg)
+            for dialog in leg.dialogs.values():
+                self.b2bua.forget_dialog(dialog)
+        else:
+            self.ended = True
+            if self.current is not None:
+                self.current.hang_up()
+            self.records.caller_ended()
+            self.b2bua.forget_dialog(leg.dialog)
+        if self.ended and all(leg.state == "ended" for leg in self.legs):
+            self.session.stop()
+            self.b2bua.call_ended(self)
+
+
+class _Final:
+    """A client transaction user that reports the final response (or None on failure)."""
+
+    def __init__(self, done: Callable[[Response | None], None] | None, provisional: bool) -> None:
+        self.done = done
+        self.provisional = provisional
+
+    def response_received(self, txn: Transaction, response: Response) -> None:
+        if self.done is None:
+            return
+        if response.status >= 200 or self.provisional:
+            self.done(response)
+
+    def transaction_failed(self, txn: Transaction, reason: str) -> None:
+        if self.done is not None:
+            self.done(None)
+
+
+def _copy(source: Response, target: Response) -> Response:
+    """A relayed response keeps the body and what it negotiates, not the other side's routing."""
+    if source.body:
+        target.body = source.body
+        target.headers["content-type"] = source.headers.get("content-type", ["application/sdp"])[:]
+    for name in ("session-expires", "require", "supported", "allow"):
+        if name in source.headers:
+            target.headers[name] = source.headers[name][:]
+    return target

@@ -7,7 +7,8 @@ reachable through ``on_busy``, ``on_no_answer``, ``on_unreachable`` and
 ``on_overflow`` follow as further Contacts with falling q-values (RFC 3261
 §8.1.3.4): the upstream tries them in turn. When there are several, every
 Contact carries its q (the primary ``q=1.0``), since upstreams differ in the
-q they assume for a Contact without one. A ``reject`` is sent as its final
+q they assume for a Contact without one. Destinations behind a site its
+health checks mark down are left out (503 when none is left). A ``reject`` is sent as its final
 response; actions that need media (announce, menu, queue) cannot be served
 here: they are reported rule by rule at start (``engine.servable``) and a
 call that reaches one gets ``unservable`` (480 by default).
@@ -25,6 +26,7 @@ from engine.sip.message import Request, Response
 from engine.sip.stack import ServerTransaction, SipStack
 from engine.sip.transaction import ServerInvite, Transport
 from engine.sip.validate import Policy
+from engine.sites.health import SiteTable
 from routing_trees.facts import NO_MATCH_RESPONSE
 from routing_trees.model import Action, Forward, Reject, Split
 
@@ -76,6 +78,7 @@ class RedirectService:
         settings: RedirectSettings,
         rng: random.Random | None = None,
         floods: FloodGuard | None = None,
+        sites: SiteTable | None = None,
     ) -> None:
         self.stack = stack
         self.router = router
@@ -83,6 +86,7 @@ class RedirectService:
             f"[{trunk[0]}]:{trunk[1]}"  # fmt: skip
         self.settings = settings
         self.floods = floods
+        self.sites = sites
         self.rng = rng or random.Random()
         self.decisions = 0
         # Contact lines per Forward action (by identity) of the current trees.
@@ -123,22 +127,33 @@ class RedirectService:
         if isinstance(action, Reject):
             return self._response(txn, action.code)
         if isinstance(action, Forward):
+            contacts = self._contacts(action)
+            if not contacts:
+                return self._response(txn, 503, "Destination Unreachable")
             response = self._response(txn, 302)
-            response.headers["contact"] = self._contacts(action)
+            response.headers["contact"] = contacts
             return response
         return self._response(txn, self.settings.unservable, "Not Servable In Redirect Mode")
 
     def _contacts(self, action: Forward) -> list[str]:
+        """The Contact lines for a forward; destinations behind a down site are left out."""
+        down = self.sites is not None and self.sites.any_down()
         if self._contacts_trees is not self.router.trees:
             self._contacts_of.clear()
             self._contacts_trees = self.router.trees
-        cached = self._contacts_of.get(id(action))
+        cached = None if down else self._contacts_of.get(id(action))
         if cached is not None:
             return cached[:]
         if self.settings.failover_contacts:
             numbers, fixed = contacts_for(action, self.settings.max_contacts, self.rng)
         else:
             numbers, fixed = [action.number], True
+        if down:
+            assert self.sites is not None
+            numbers = [n for n in numbers if self.sites.down_site_for(n) is None]
+            fixed = False
+            if not numbers:
+                return []
         trunk = self.trunk
         if len(numbers) == 1:
             lines = [f"<sip:{numbers[0]}@{trunk}>"]

@@ -205,7 +205,8 @@ def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSe
         reactor.addSystemEventTrigger("before", "shutdown", prober.stop)
     if sip.mode == "redirect":
         # The Contact names the trunk as configured: the upstream resolves it (RFC 3263).
-        stack.tu = RedirectService(stack, router, sip.trunk, sip.redirect, floods=floods)
+        stack.tu = RedirectService(stack, router, sip.trunk, sip.redirect, floods=floods,
+                                   sites=sites)  # fmt: skip
     else:
         stack.tu = _b2bua(reactor, config, stack, router, floods, sites, transports, local,
                           (trunk_ip, sip.trunk[1]))  # fmt: skip

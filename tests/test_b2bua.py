@@ -177,7 +177,11 @@ def test_overflow_with_two_concurrent_calls_at_max_calls_1(h: Harness) -> None:
     assert len(overflow) == 1 and overflow[0].destination == "+3225550009"
     h.trunk_answers(first, 486)  # the first call ends: its slot is free again
     h.caller_sends(h.invite(called="+3225551235", branch="z9hG4bK-c"))
-    assert placed(h).uri.startswith("sip:+3225550009@")
+    third = placed(h)
+    assert third.uri.startswith("sip:+3225550009@")
+    h.trunk_answers(second, 486)
+    h.trunk_answers(third, 486)
+    assert h.b2bua.calls == {}  # every call, the overflowed one too, is gone
 
 
 def test_caller_cancel_during_ringing_cancels_the_outgoing_leg(h: Harness) -> None:
@@ -256,6 +260,7 @@ def test_a_site_marked_down_is_unreachable_at_once(h: Harness) -> None:
     assert final(h).status == 410  # its on_unreachable, at once
     record = h.records.by_leg()[3]
     assert record.outcome == "unreachable" and record.reason == "site gw-mobile is down"
+    assert h.b2bua.calls == {}
 
 
 def test_the_2xx_is_retransmitted_until_the_ack_and_a_missing_ack_ends_the_call(h: Harness) -> None:

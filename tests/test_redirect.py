@@ -200,3 +200,21 @@ def test_anonymous_from_is_withheld() -> None:
     )
     message = parse_datagram(data)
     assert caller_number(message) is None  # type: ignore[arg-type]
+
+
+def test_destinations_behind_a_down_site_are_left_out(trees: Path) -> None:
+    from engine.sites.health import Site, SiteTable
+
+    def down(numbers: tuple[str, ...]) -> SiteTable:
+        table = SiteTable([Site("gw", ("127.0.0.1", 5090), numbers=numbers)], clock)
+        for _ in range(3):
+            table.record("gw", False, "timeout")
+        assert table.down() == ["gw"]
+        return table
+
+    svc, stack, clock = service(trees)
+    svc.sites = down(("+32475*",))
+    assert call(stack).headers["contact"] == ["<sip:+3225550001@127.0.0.1:5080>"]
+    svc.sites = down(("+32*",))
+    response = call(stack, branch="z9hG4bK-2")
+    assert (response.status, response.reason) == (503, "Destination Unreachable")

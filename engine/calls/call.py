@@ -66,7 +66,8 @@ class Call:
         self.started = self.ctx.now()
         self.ring_deadline = self.started + self.ctx.settings.max_ring_time
         self.inbound = InboundLeg(self, txn, invite, source)
-        self.legs: list[OutboundLeg] = []
+        self.legs: list[OutboundLeg] = []  # the legs dialled
+        self.placed = 0  # legs the tree asked for, dialled or refused (site down, overflow)
         self.current: OutboundLeg | None = None  # the leg ringing now
         self.bridged: OutboundLeg | None = None  # the leg that answered
         self.outcome: str | None = None  # how the caller's leg ends, for its record
@@ -107,10 +108,10 @@ class Call:
         if now >= self.ring_deadline:
             self._end_with(NO_ANSWER, 480, "Ring Time Exceeded")
             return
-        if self.inbound.state == "trying" and not self.legs:
+        if self.inbound.state == "trying" and not self.placed:
             self.inbound.trying()
-        leg = OutboundLeg(self, len(self.legs) + 1, forward, path)
-        self.legs.append(leg)
+        self.placed += 1
+        leg = OutboundLeg(self, self.placed, forward, path)
         self.current = leg
         down = self.ctx.sites.down_site_for(forward.number) if self.ctx.sites else None
         if down is not None:
@@ -143,6 +144,7 @@ class Call:
             self._dial(leg)
 
     def _dial(self, leg: OutboundLeg) -> None:
+        self.legs.append(leg)  # only legs that send an INVITE have a life to end
         remaining = self.ring_deadline - self.ctx.now()
         leg.start(min(float(leg.forward.timeout), remaining))
         self.records.leg_started(leg)

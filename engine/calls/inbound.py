@@ -192,8 +192,8 @@ class InboundLeg(Machine):
         self._schedule("ack_wait", 64 * self.call.ctx.stack.t1, self._ack_timeout, None)
 
     def _retransmit_2xx(self, response: Response, interval: float) -> None:
-        if self.state != "answered":
-            return
+        if self.state != "answered" or self.txn.state != "accepted":
+            return  # acknowledged, or the transaction's own 64*T1 is over
         self.txn.respond(response)  # the Accepted state lets the TU's 2xx through
         stack = self.call.ctx.stack
         self._schedule("2xx", min(2 * interval, stack.t2), self._retransmit_2xx, response)

@@ -205,6 +205,10 @@ class SiteTable:
     def state(self, name: str) -> str:
         return self.health[name].state
 
+    def any_down(self) -> bool:
+        """Whether some site is down (one attribute read: asked for every call)."""
+        return self._any_down
+
     def down(self) -> list[str]:
         return [name for name, health in self.health.items() if health.state == DOWN]
 

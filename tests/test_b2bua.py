@@ -141,13 +141,13 @@ def test_a_503_from_the_trunk_follows_on_unreachable(h: Harness) -> None:
     h.caller_sends(h.invite())
     h.trunk_answers(placed(h), 486)
     second = placed(h)
-    h.clock.advance(15)  # no provisional yet: the CANCEL waits for one
-    assert "CANCEL" not in only_methods(h.to_trunk())  # (Timer A retransmits the INVITE)
-    h.trunk_answers(second, 180)
-    cancel = only(h.to_trunk(), "CANCEL")
-    h.trunk_answers(cancel, 200)
+    h.clock.advance(15)  # its timeout, with no provisional: the tree goes on at once ...
+    sent = h.to_trunk()
+    assert "CANCEL" not in only_methods(sent)  # ... while the CANCEL waits for one (§9.1)
+    (third,) = [m for m in sent if isinstance(m, Request) and m.uri.startswith("sip:+32475")]
+    h.trunk_answers(second, 180)  # late: now it can be cancelled
+    h.trunk_answers(only(h.to_trunk(), "CANCEL"), 200)
     h.trunk_answers(second, 487)
-    third = placed(h)
     h.trunk_answers(third, 503)
     assert h.statuses_to_caller()[-1] == 410  # on_unreachable: reject 410
 
@@ -394,3 +394,25 @@ def test_glare_gets_491(h: Harness) -> None:
     only(h.to_trunk(), "INVITE")
     h.trunk_request("INVITE", invite, cseq=11, body=SDP_ANSWER)
     assert [m.status for m in h.to_trunk() if isinstance(m, Response)] == [491]
+
+
+def test_a_late_offer_re_invite_carries_the_answer_in_the_relayed_ack(h: Harness) -> None:
+    _, tag = answered_call(h)
+    h.caller_sends(h.caller_in_dialog("INVITE", tag))  # no SDP: the callee will offer
+    reinvite = only(h.to_trunk(), "INVITE")
+    assert reinvite.body == b""
+    h.trunk_answers(reinvite, 200, SDP_ANSWER)  # the offer
+    assert final(h).body == SDP_ANSWER
+    assert only_methods(h.to_trunk()) == []  # our ACK waits for the caller's answer
+    answer = SDP_OFFER.replace(b"6000", b"6002")
+    h.caller_sends(h.caller_in_dialog("ACK", tag, body=answer, cseq=h.cseq, branch="z9hG4bK-a2"))
+    ack = only(h.to_trunk(), "ACK")
+    assert ack.body == answer and ack.cseq()[0] == reinvite.cseq()[0]
+    h.caller_sends(h.caller_in_dialog("ACK", tag, body=answer, cseq=h.cseq, branch="z9hG4bK-a2"))
+    assert h.to_trunk() == []  # a retransmitted ACK is not relayed twice
+
+
+def test_the_callers_record_has_the_200_as_soon_as_answered(h: Harness) -> None:
+    answered_call(h)
+    (call,) = h.b2bua.calls.values()
+    assert call.records.caller_record.sip_code == 200

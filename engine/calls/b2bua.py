@@ -137,6 +137,8 @@ class B2bua:
         leg = self._leg_of(request, "to")
         if isinstance(leg, InboundLeg):
             leg.ack(request)
+        elif isinstance(leg, OutboundLeg):
+            leg.call.acked(leg, request)  # the callee acknowledges a re-INVITE it sent
 
     def cancel_received(self, txn: ServerInvite) -> None:
         call = self.by_invite.get(txn)

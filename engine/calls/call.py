@@ -74,6 +74,9 @@ class Call:
         self.session = SessionTimers(self)
         self.records = CallRecords(self)
         self.pending_reinvite: tuple[Leg, ServerTxn] | None = None
+        # A relayed re-INVITE without SDP: its 2xx carried the offer, so our ACK to
+        # that side waits for the originator's, which carries the answer (§13.2.2.4).
+        self.pending_ack: tuple[Leg, int, Dialog, int, Transport] | None = None
         self.ended = False
 
     # -- the tree's actions ---------------------------------------------------------
@@ -343,9 +346,20 @@ class Call:
             self.session.refreshed(side)
         txn.respond(answer)
         if request.method == "INVITE" and response.status < 300:
-            # ACK the other side now; an ACK body from the originator (late offer)
-            # cannot be carried then, which is why relayed re-INVITEs keep offers.
-            self.send_ack_on(dialog, dialog.ack(out.cseq()[0]), transport=transport)
+            if request.body:  # the offer went with the INVITE: nothing to wait for
+                self.send_ack_on(dialog, dialog.ack(out.cseq()[0]), transport=transport)
+            else:
+                self.pending_ack = (origin, request.cseq()[0], dialog, out.cseq()[0], transport)
+
+    def acked(self, origin: Leg, request: Request) -> None:
+        """An ACK inside a dialog: a relayed re-INVITE's, with the answer to carry across."""
+        pending = self.pending_ack
+        if pending is None or pending[0] is not origin or pending[1] != request.cseq()[0]:
+            return  # a retransmitted ACK, or one for a 2xx we answered ourselves
+        self.pending_ack = None
+        _, _, dialog, seq, transport = pending
+        ctype = request.get("content-type")
+        self.send_ack_on(dialog, dialog.ack(seq, request.body, ctype), transport=transport)
 
     # -- sending --------------------------------------------------------------------------
 

@@ -219,6 +219,9 @@ class InboundLeg(Machine):
     def _deliver_ack(self, request: Request) -> None:
         self.call.caller_acked(request)
 
+    def _relay_ack(self, request: Request) -> None:
+        self.call.acked(self, request)
+
     def _notify_bye(self, _request: Request) -> None:
         self.call.caller_hung_up()
 
@@ -271,7 +274,7 @@ class InboundLeg(Machine):
         ("answered", "bye"): ("ended", ("stop_answer_timers", "notify_bye", "finish")),
         ("answered", "hang_up"): ("ending", ("stop_answer_timers", "send_bye")),
         ("answered", "cancel"): ("answered", ("noop",)),  # too late: the 2xx stands
-        ("confirmed", "ack"): ("confirmed", ("noop",)),  # a retransmitted ACK
+        ("confirmed", "ack"): ("confirmed", ("relay_ack",)),  # a re-INVITE's, or a repeat
         ("confirmed", "bye"): ("ended", ("notify_bye", "finish")),
         ("confirmed", "hang_up"): ("ending", ("send_bye",)),
         ("ending", "bye"): ("ending", ("noop",)),  # BYEs crossed: ours still completes

@@ -249,8 +249,9 @@ class OutboundLeg(Machine):
         ("calling", "trying"): ("proceeding", ("noop",)),
         ("calling", "progress"): ("proceeding", ("relay_provisional",)),
         ("calling", "early"): ("early", ("early_dialog", "relay_provisional")),
-        # No provisional yet: the CANCEL waits for one (RFC 3261 §9.1).
-        ("calling", "cancel"): ("cancel_pending", ("stop_ring_timer",)),
+        # No provisional yet: the CANCEL waits for one (RFC 3261 §9.1), but the
+        # call does not: the tree goes on at once.
+        ("calling", "cancel"): ("cancel_pending", ("stop_ring_timer", "notify_cancelled")),
         ("calling", "hang_up"): ("cancel_pending", ("stop_ring_timer",)),
         ("cancel_pending", "trying"): ("cancelling", ("send_cancel",)),
         ("cancel_pending", "progress"): ("cancelling", ("send_cancel",)),

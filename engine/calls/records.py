@@ -101,6 +101,7 @@ class CallRecords:
             self._store(record, "leg_updated")
         if self.caller_record is not None and leg is self.call.current:
             self.caller_record.answer = now
+            self.caller_record.sip_code = 200
             self._store(self.caller_record, "leg_updated")
 
     def leg_failed(self, leg: OutboundLeg, outcome: str | None, status: int | None,

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 ServerTxn = ServerInvite | ServerNonInvite
 Leg = InboundLeg | OutboundLeg
+#: What a cancelled leg's record says about why.
+_REASONS = {NO_ANSWER: "ring timeout", "ring_limit": "ring time limit of the call",
+            "cancelled": "cancelled by the caller"}  # fmt: skip
 _MEDIA = (Announce, Menu, Queue)
 
 
@@ -134,7 +137,7 @@ class Call:
                 self._release(leg)
             return
         if not granted:
-            self.records.leg_refused(leg, OVERFLOW, f"{leg.forward.max_calls} calls already")
+            self.records.leg_refused(leg, OVERFLOW, f"max_calls ({leg.forward.max_calls}) reached")
             self._outcome(leg, OVERFLOW, None)
             return
         leg.holds_slot = True
@@ -194,7 +197,8 @@ class Call:
 
     def leg_cancelled(self, leg: OutboundLeg, why: str) -> None:
         outcome = NO_ANSWER if why in (NO_ANSWER, "ring_limit") else "cancelled"
-        self.records.leg_failed(leg, outcome, 487, why)
+        status = leg.final.status if leg.final is not None else None  # 487, or no answer at all
+        self.records.leg_failed(leg, outcome, status, _REASONS.get(why, why))
         if leg is not self.current or self.ended:
             return
         if why == "ring_limit":

@@ -113,6 +113,8 @@ class CallRecords:
         if record is None or record.closed:
             return
         outcome, status, reason = self.ends.get(leg.index, (None, None, None))
+        if status is None and leg.final is not None:
+            status = leg.final.status
         if record.answer is not None:
             outcome = "answered"
         record.finish(self.call.ctx.now(), outcome or "failed", status, reason)

@@ -11,16 +11,19 @@ Times are UNIX seconds (floats), ``None`` until they happen. A record is
 *open* while ``end`` is ``None``; it is *closed* once ``end`` and ``outcome``
 are set, and :meth:`LegRecord.finish` is the one way to close it.
 
-Outcomes (:data:`OUTCOMES`), from the point of view of the leg:
+Outcomes (:data:`OUTCOMES`), from the point of view of the leg. INVITEs the
+engine refuses before they become calls (unknown numbers, non-peers, flood
+limits, overload) are not calls and leave no record; they are counted by
+the SIP stack and the flood guard instead.
 
 ============== ==========================================================
 ``answered``   the leg was answered (200 OK); ``duration`` > 0 is billed
 ``busy``       486/600 (or the tree's busy rule) before any answer
 ``no_answer``  rang (or not) until the ring timeout, or 408/480 from the far end
 ``unreachable`` no response, a transport error, 404/5xx from the trunk
-``overflow``   not placed or refused for capacity (``max_calls``, flood limits, 503)
+``overflow``   not placed: ``max_calls`` calls already on the destination
 ``cancelled``  the caller hung up before this leg was answered
-``rejected``   refused on purpose (a tree's ``reject``, an unknown number, a peer)
+``rejected``   refused on purpose (a tree's ``reject``, or the callee's own 603/403 ...)
 ``failed``     anything else, including a leg closed by crash recovery
 ============== ==========================================================
 """

@@ -4,8 +4,17 @@
 write a configuration and a trees directory under a temporary directory,
 start ``vms serve --config ...``, wait for ``GET /api/health`` to say
 ``{"status": "ok"}`` and hand back a :class:`vmskit.Server`. At teardown each
-server gets SIGTERM and must exit 0 within a few seconds. When a test fails,
-the stderr of the servers it used is attached to the report.
+server gets SIGTERM and must exit 0 within a few seconds, except one killed
+on purpose (``server.kill()``, a crash); ``serve.restart(server)`` starts its
+configuration again (same ports, same data_dir).
+
+``sipp_peers(scenario)`` and ``sipp_peers_module(scenario)`` start SIPp UASes
+in the background (a trunk, a site: a file of ``tests/sipp/`` or a SIPp
+built-in such as ``uas``), each tracing its messages, and stop them at
+teardown. ``redis_server`` is a real redis-server on a free port.
+
+When a test fails, the stderr of the servers it used and the last messages of
+the SIPp peers are attached to the report.
 """
 
 from __future__ import annotations
@@ -20,10 +29,22 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vmskit import ServeFactory, Server, launch, wait_healthy, write_config
+from rediskit import MISSING, RedisServer, find_redis_server
+from vmskit import (
+    SIPP_DIR,
+    ServeFactory,
+    Server,
+    SippServer,
+    launch,
+    start_sipp_server,
+    wait_healthy,
+    write_config,
+)
 
 #: Servers started and not yet stopped, for the failure report.
 LIVE: list[Server] = []
+#: SIPp peers in the background (trunks, sites) not yet stopped, for the failure report.
+PEERS: list[SippServer] = []
 STOP_TIMEOUT = 5.0
 
 
@@ -59,15 +80,29 @@ class _Factory:
     ) -> Server:
         directory = self.base / (name or f"vms{len(self.servers)}")
         config = write_config(directory, trees, numbers, sip=sip, files=files, extra=extra)
+        return self._start(config, *args)
+
+    def _start(self, config: Path, *args: str) -> Server:
         server = launch(config, *args)
         self.servers.append(server)
         LIVE.append(server)
         wait_healthy(server)
         return server
 
+    def restart(self, server: Server, *args: str) -> Server:
+        """Start the same configuration again (after ``server.kill()`` or ``stop()``)."""
+        assert server.proc.poll() is not None, "stop or kill the server before restarting it"
+        if server in LIVE:
+            LIVE.remove(server)
+        return self._start(server.config, *args)
+
     def close(self) -> None:
         problems = []
         for server in self.servers:
+            if server.killed:  # a crash on purpose: no clean exit to check
+                if server in LIVE:
+                    LIVE.remove(server)
+                continue
             try:
                 status = server.stop(STOP_TIMEOUT)
             except AssertionError as exc:
@@ -102,6 +137,59 @@ def serve_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeFact
     factory.close()
 
 
+class _Peers:
+    """SIPp UASes in the background: ``peers(scenario, port=..., transport=...)``."""
+
+    def __init__(self, sipp: str, work: Path) -> None:
+        self.sipp = sipp
+        self.work = work
+        self.started: list[SippServer] = []
+
+    def __call__(self, scenario: str, *, port: int | None = None, transport: str = "u1",
+                 extra: tuple[str, ...] = ()) -> SippServer:  # fmt: skip
+        """``scenario``: a file of tests/sipp (``b2bua_trunk.xml``) or a SIPp built-in (``uas``)."""
+        source: Path | str = SIPP_DIR / scenario if scenario.endswith(".xml") else scenario
+        peer = start_sipp_server(self.sipp, self.work, source, port=port, transport=transport,
+                                 extra=extra)  # fmt: skip
+        self.started.append(peer)
+        PEERS.append(peer)
+        return peer
+
+    def close(self) -> None:
+        for peer in self.started:
+            peer.stop()
+            if peer in PEERS:
+                PEERS.remove(peer)
+
+
+@pytest.fixture
+def sipp_peers(sipp: str, tmp_path: Path) -> Iterator[_Peers]:
+    """Start SIPp UASes (trunks, sites) for one test; stopped at its end."""
+    peers = _Peers(sipp, tmp_path)
+    yield peers
+    peers.close()
+
+
+@pytest.fixture(scope="module")
+def sipp_peers_module(sipp: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Peers]:
+    """The same, shared by the tests of a module."""
+    peers = _Peers(sipp, tmp_path_factory.mktemp("sipp"))
+    yield peers
+    peers.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port; its absence is a failure, not a skip."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.fail(MISSING, pytrace=False)
+    server = RedisServer(binary, tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
@@ -110,3 +198,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         for server in LIVE:
             text = server.stderr()
             report.sections.append((f"vms serve stderr ({server.config})", text[-20000:]))
+        for peer in PEERS:
+            trace = "\n".join(repr(m) for m in peer.messages()[-60:])
+            report.sections.append((f"SIPp {peer.hostport}: last messages", trace))
+            if peer.errors():
+                report.sections.append((f"SIPp {peer.hostport}: errors", peer.errors()[-5000:]))

@@ -115,6 +115,15 @@ def write_config(
     return path
 
 
+def b2bua(trunk: str, **sip: Any) -> dict[str, Any]:
+    """``sip:`` settings of an engine in b2bua mode whose trunk is ``HOST:PORT``.
+
+    The overload guard is set far off: these tests judge call flows, and on a
+    loaded machine a late event loop must not turn their INVITEs into 503s.
+    """
+    return {"mode": "b2bua", "trunk": trunk, "overload": {"max_delay_ms": 10000}, **sip}
+
+
 def tree(number: str | list[str], routes: str, *, timezone: str = "Europe/Brussels",
          head: str = "") -> str:  # fmt: skip
     """A tree of customer ``itest``; ``routes`` is the YAML of its ``routes:`` list."""
@@ -181,6 +190,8 @@ class Server:
     sip_port: int
     portal_port: int
     stderr_file: Any = field(repr=False, default=None)
+    #: Killed on purpose (:meth:`kill`): its exit status is not checked.
+    killed: bool = False
 
     @property
     def sip(self) -> tuple[str, int]:
@@ -210,6 +221,15 @@ class Server:
             if time.monotonic() > deadline:
                 raise AssertionError(f"/{pattern}/ not on the server's stderr within {timeout} s")
             time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash. The fixtures then expect no clean exit from it."""
+        self.killed = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        if self.stderr_file is not None:
+            self.stderr_file.close()
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, then the exit status (killed and None-safe on timeout)."""
@@ -295,6 +315,8 @@ class SippResult:
     stats: dict[str, str]
     errors: str
     output: str
+    #: What SIPp sent and received, when it ran with ``trace=True``.
+    messages: list[Traced] = field(default_factory=list)
 
     @property
     def successful(self) -> int:
@@ -332,7 +354,7 @@ def scenario(work: Path, name: str, **placeholders: str) -> Path:
 def run_sipp(
     sipp: str,
     work: Path,
-    xml: Path,
+    xml: Path | str,
     target: tuple[str, int],
     *,
     service: str,
@@ -342,15 +364,97 @@ def run_sipp(
     keys: dict[str, str] | None = None,
     timeout: float = 20.0,
     extra: tuple[str, ...] = (),
+    trace: bool = False,
 ) -> SippResult:
-    """Run one SIPp client to completion and read its statistics file."""
-    stem = xml.stem
+    """Run one SIPp client to completion and read its statistics file (see start_sipp)."""
+    return start_sipp(sipp, work, xml, target, service=service, calls=calls, rate=rate,
+                      transport=transport, keys=keys, timeout=timeout, extra=extra,
+                      trace=trace).wait()  # fmt: skip
+
+
+@dataclass
+class SippRun:
+    """A SIPp client started in the background (:func:`start_sipp`); ``wait()`` for its result."""
+
+    proc: subprocess.Popen[bytes]
+    stat: Path
+    errors: Path
+    messages_path: Path | None
+    output: Path
+    timeout: float
+
+    def wait(self) -> SippResult:
+        try:
+            self.proc.wait(self.timeout + 15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self._result()
+
+    def kill(self) -> SippResult:
+        """Stop it now (SIGKILL): a caller that goes away in the middle of its call."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        return self._result()
+
+    def messages(self) -> list[Traced]:
+        """What it sent and received so far (``trace=True``)."""
+        assert self.messages_path is not None, "start SIPp with trace=True to read its messages"
+        return read_trace(self.messages_path)
+
+    def wait_acked(self, timeout: float = 10.0) -> list[Traced]:
+        """Until it has acknowledged a 200 to its INVITE (``trace=True``): its call is up."""
+
+        def acked() -> list[Traced] | None:
+            if self.proc.poll() is not None:
+                explained = self._result().explain()
+                raise AssertionError(f"SIPp ended before its call was up:\n{explained}")
+            messages = self.messages()
+            return messages if "ACK" in requests(messages, sent=True) else None
+
+        messages: list[Traced] = wait_until("the SIPp caller's call up (its ACK sent)", acked,
+                                            timeout)  # fmt: skip
+        return messages
+
+    def _result(self) -> SippResult:
+        output = self.output.read_text(errors="replace") if self.output.exists() else ""
+        rows: list[dict[str, str]] = []
+        if self.stat.exists():
+            with self.stat.open(newline="") as f:
+                rows = list(csv.DictReader(f, delimiter=";"))
+        text = self.errors.read_text(errors="replace") if self.errors.exists() else ""
+        trace = read_trace(self.messages_path) if self.messages_path is not None else []
+        return SippResult(self.proc.returncode, rows[-1] if rows else {}, text, output, trace)
+
+
+def start_sipp(
+    sipp: str,
+    work: Path,
+    xml: Path | str,
+    target: tuple[str, int],
+    *,
+    service: str,
+    calls: int = 1,
+    rate: int = 10,
+    transport: str = "u1",
+    keys: dict[str, str] | None = None,
+    timeout: float = 20.0,
+    extra: tuple[str, ...] = (),
+    trace: bool = False,
+) -> SippRun:
+    """Start one SIPp client against ``target``; ``trace`` keeps its messages.
+
+    ``xml`` is a scenario file (``-sf``) or the name of a SIPp built-in (``-sn uac``).
+    """
+    name = xml.stem if isinstance(xml, Path) else xml
+    stem = f"{name}-{secrets.token_hex(3)}"
     stat, errors = work / f"{stem}.stat.csv", work / f"{stem}.errors.log"
+    messages = work / f"{stem}.messages.log" if trace else None
     args = [
         sipp,
         f"{target[0]}:{target[1]}",
-        "-sf",
-        str(xml),
+        *(["-sf", str(xml)] if isinstance(xml, Path) else ["-sn", xml]),
         "-s",
         service,
         "-m",
@@ -378,18 +482,268 @@ def run_sipp(
         "-t",
         transport,
     ]
+    if messages is not None:
+        args += ["-trace_msg", "-message_file", str(messages)]
     for key, value in (keys or {}).items():
         args += ["-key", key, value]
     args += extra
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout + 15,
-                          cwd=work, check=False)  # fmt: skip
-    rows: list[dict[str, str]] = []
-    if stat.exists():
-        with stat.open(newline="") as f:
-            rows = list(csv.DictReader(f, delimiter=";"))
-    text = errors.read_text(errors="replace") if errors.exists() else ""
-    return SippResult(proc.returncode, rows[-1] if rows else {}, text,
-                      proc.stdout + proc.stderr)  # fmt: skip
+    output = work / f"{stem}.out"
+    with output.open("wb") as sink:  # a file, not a pipe: a long run never blocks on it
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=sink,
+                                stderr=subprocess.STDOUT, cwd=work)  # fmt: skip
+    return SippRun(proc, stat, errors, messages, output, timeout)
+
+
+# -- SIPp message traces -----------------------------------------------------------------
+
+#: ``-trace_msg``: each message follows a line of dashes with the local time, then
+#: ``UDP message sent (N bytes):`` or ``TCP message received [N] bytes :``.
+_TRACE_HEAD = re.compile(
+    r"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n(\w+) message (sent|received)[^\n]*\n\n",
+    re.MULTILINE,
+)
+
+
+@dataclass
+class Traced:
+    """One message in a SIPp message trace: which way it went, when, and the message."""
+
+    sent: bool
+    at: float  # seconds since the epoch (SIPp writes local time)
+    transport: str
+    message: Message
+
+    @property
+    def call_id(self) -> str | None:
+        return self.message.get("call-id")
+
+    @property
+    def method(self) -> str | None:
+        """The request's method, None for a response."""
+        return None if self.message.status is not None else self.message.start.split(" ", 1)[0]
+
+    @property
+    def cseq_method(self) -> str:
+        return (self.message.get("cseq") or " ").split()[-1]
+
+    def __repr__(self) -> str:
+        way = "->" if self.sent else "<-"
+        return f"{way} {self.message.start} ({self.message.get('cseq')}, {self.call_id})"
+
+
+def read_trace(path: Path) -> list[Traced]:
+    """The messages of a SIPp ``-trace_msg`` file, in order (none while it does not exist)."""
+    try:
+        text = path.read_bytes().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return []
+    heads = list(_TRACE_HEAD.finditer(text))
+    out = []
+    ends = [h.start() for h in heads[1:]] + [len(text)] if heads else []
+    for head, end in zip(heads, ends, strict=True):
+        chunk = text[head.end() : end]
+        if "\r\n\r\n" not in chunk:  # a message still being written, or SIPp's own notes
+            continue
+        message = parse(chunk.encode())
+        length = message.get("content-length")
+        if length is not None and length.strip().isdigit():
+            message.body = message.body[: int(length)]
+        at = datetime.strptime(head.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        out.append(Traced(head.group(3) == "sent", at, head.group(2), message))
+    return out
+
+
+def dialogue(messages: list[Traced], call_id: str) -> list[Traced]:
+    """The messages of one SIP call (Call-ID) in a trace."""
+    return [m for m in messages if m.call_id == call_id]
+
+
+def statuses(messages: list[Traced], method: str = "INVITE", sent: bool = False) -> list[int]:
+    """The status codes of the responses to ``method`` received (or sent), in order."""
+    return [status for m in messages if (status := m.message.status) is not None
+            and m.sent == sent and m.cseq_method == method]  # fmt: skip
+
+
+def requests(messages: list[Traced], sent: bool = False) -> list[str]:
+    """The methods of the requests received (or sent), in order."""
+    return [m.method for m in messages if m.method is not None and m.sent == sent]
+
+
+@dataclass
+class SippServer:
+    """A SIPp UAS in the background (:func:`start_sipp_server`): a trunk, a site."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    transport: str
+    messages_path: Path
+    errors_path: Path
+    args: list[str] = field(repr=False)
+    work: Path = field(repr=False)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (LOCAL, self.port)
+
+    @property
+    def hostport(self) -> str:
+        return f"{LOCAL}:{self.port}"
+
+    def messages(self) -> list[Traced]:
+        return read_trace(self.messages_path)
+
+    def dialogue(self, call_id: str) -> list[Traced]:
+        return dialogue(self.messages(), call_id)
+
+    def invites(self) -> list[Traced]:
+        """The initial INVITEs it received (no To tag), in order."""
+        return [m for m in self.messages() if not m.sent and m.method == "INVITE"
+                and m.message.to_tag is None]  # fmt: skip
+
+    def errors(self) -> str:
+        try:
+            return self.errors_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM (SIGKILL if it lingers); its port is free again when this returns."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def restart(self) -> None:
+        """Start it again on the same port, with the same scenario (its trace goes on)."""
+        self.stop()
+        self.proc = _spawn_sipp_server(self.args, self.work)
+        _wait_bound(self.proc, self.port, self.transport, self.errors_path)
+
+
+def _spawn_sipp_server(args: list[str], work: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=work)  # fmt: skip
+
+
+def _port_taken(port: int, transport: str) -> bool:
+    kind = socket.SOCK_STREAM if transport.startswith("t") else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        try:
+            sock.bind((LOCAL, port))
+        except OSError:
+            return True
+    return False
+
+
+def _wait_bound(proc: subprocess.Popen[bytes], port: int, transport: str, errors: Path,
+                timeout: float = 10.0) -> None:  # fmt: skip
+    """Until SIPp holds its port (it takes calls from then on), or fail if it exits."""
+    deadline = time.monotonic() + timeout
+    while not _port_taken(port, transport):
+        if proc.poll() is not None:
+            text = errors.read_text(errors="replace") if errors.exists() else ""
+            raise AssertionError(f"SIPp exited with {proc.returncode} before binding port "
+                                 f"{port}:\n{text[-2000:]}")  # fmt: skip
+        if time.monotonic() > deadline:
+            raise AssertionError(f"SIPp did not bind port {port} within {timeout} s")
+        time.sleep(0.02)
+
+
+def start_sipp_server(
+    sipp: str,
+    work: Path,
+    scenario_: Path | str,
+    *,
+    port: int | None = None,
+    transport: str = "u1",
+    extra: tuple[str, ...] = (),
+) -> SippServer:
+    """Start a SIPp UAS: ``scenario_`` is an XML file, or the name of a built-in (``uas``).
+
+    It traces every message (``SippServer.messages()``) and is ready when this returns.
+    """
+    port = port or free_port()
+    name = scenario_.stem if isinstance(scenario_, Path) else scenario_
+    stem = f"{name}-{port}"
+    messages, errors = work / f"{stem}.messages.log", work / f"{stem}.errors.log"
+    args = [sipp, *(["-sf", str(scenario_)] if isinstance(scenario_, Path) else ["-sn", scenario_]),
+            "-i", LOCAL, "-p", str(port), "-t", transport, "-nostdin",
+            "-trace_msg", "-message_file", str(messages),
+            "-trace_err", "-error_file", str(errors), *extra]  # fmt: skip
+    proc = _spawn_sipp_server(args, work)
+    _wait_bound(proc, port, transport, errors)
+    return SippServer(proc, port, transport, messages, errors, args, work)
+
+
+# -- waiting -------------------------------------------------------------------------------
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout: float = 10.0,
+               interval: float = 0.05) -> Any:  # fmt: skip
+    """Poll ``probe()`` until it returns something truthy and return that; fail at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(interval)
+
+
+# -- call detail records -------------------------------------------------------------------
+
+
+def cdr_export(config: Path) -> list[dict[str, Any]]:
+    """``vms cdr export --format jsonl``: every ended leg (none while there are none yet)."""
+    done = run_vms("cdr", "export", "--config", str(config), "--format", "jsonl")
+    if done.returncode != 0:
+        assert "there are no call records" in done.stderr, done.stderr
+        return []
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def call_legs(records: list[dict[str, Any]], caller_call_id: str) -> list[dict[str, Any]]:
+    """The legs of the call whose caller's leg had SIP Call-ID ``caller_call_id``, by leg."""
+    ids = {r["call_id"] for r in records if r["leg"] == 0 and r["sip_call_id"] == caller_call_id}
+    return sorted((r for r in records if r["call_id"] in ids), key=lambda r: r["leg"])
+
+
+def wait_legs(config: Path, caller_call_id: str, legs: int,
+              timeout: float = 10.0) -> list[dict[str, Any]]:  # fmt: skip
+    """Poll the export until the call has ``legs`` ended legs (records are group-committed)."""
+    return wait_calls(config, {caller_call_id: legs}, timeout)[caller_call_id]
+
+
+def wait_calls(config: Path, legs: dict[str, int],
+               timeout: float = 10.0) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+    """Poll the export until each call (caller's Call-ID) has as many ended legs as given."""
+
+    def probe() -> dict[str, list[dict[str, Any]]] | None:
+        records = cdr_export(config)
+        found = {call_id: call_legs(records, call_id) for call_id in legs}
+        for call_id, count in legs.items():
+            assert len(found[call_id]) <= count, f"more legs than {count}: {found[call_id]}"
+        return found if all(len(found[c]) == n for c, n in legs.items()) else None
+
+    found: dict[str, list[dict[str, Any]]] = wait_until(
+        f"the ended legs {legs} in the records", probe, timeout, interval=0.1)  # fmt: skip
+    return found
+
+
+def caller_call_ids(messages: list[Traced]) -> list[str]:
+    """The Call-IDs of the initial INVITEs a SIPp caller sent, in order."""
+    out: list[str] = []
+    for m in messages:
+        if m.sent and m.method == "INVITE" and m.message.to_tag is None and m.call_id not in out:
+            out.append(m.call_id or "")
+    return out
 
 
 def contact_regexp(number: str, trunk: tuple[str, int] = TRUNK) -> str:

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 DEBIAN_TEST := sip-tester redis-server
-DEBIAN_BENCH := sip-tester kamailio
+DEBIAN_BENCH := sip-tester kamailio redis-server
 
 .PHONY: run test bench lint clean debian-test debian-bench
 

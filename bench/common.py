@@ -20,7 +20,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ __all__ = [
     "BenchError",
     "ManagedProcess",
     "Sample",
+    "core_speed",
     "cpu_snapshot",
     "free_port",
     "machine_load",
@@ -224,6 +225,29 @@ def tree_runtime_ns(root: int) -> int:
     return total
 
 
+def core_speed(cpu: int, loops: int = 1_000_000) -> float:
+    """Millions of iterations of a fixed Python loop per CPU second, on core ``cpu``.
+
+    This machine is a virtual one: the same code ran 2 to 4 times faster in
+    one run than in another an hour later (host load, frequency), which
+    moves every CPU-per-call figure. Timed in this thread's CPU time, so
+    only the core's speed counts, not the time it was away; taken before
+    each step, it shows whether two servers measured one after the other
+    ran on an equally fast machine.
+    """
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})  # this thread only
+    try:
+        start = time.thread_time()
+        total = 0
+        for i in range(loops):
+            total += i & 7
+        used = time.thread_time() - start
+    finally:
+        os.sched_setaffinity(0, before)
+    return loops / used / 1e6 if used > 0 else float("nan")
+
+
 def udp_counters() -> dict[str, int]:
     """The kernel's UDP counters (InDatagrams, InErrors, RcvbufErrors, ...) from /proc/net/snmp."""
     rows = [
@@ -286,12 +310,18 @@ class Sample:
             udp=udp_counters(),
         )
 
-    def others_since(self, earlier: Sample) -> tuple[int, list[tuple[str, int]]]:
-        """Ticks used by processes other than the server since ``earlier``, and the top users."""
+    def others_since(
+        self, earlier: Sample, exclude: Collection[int] = ()
+    ) -> tuple[int, list[tuple[str, int]]]:
+        """Ticks used by processes other than the server since ``earlier``, and the top users.
+
+        ``exclude``: more processes not to count (a load generator that runs
+        through both samples).
+        """
         used = {
             pid: t - earlier.ticks.get(pid, 0)
             for pid, t in self.ticks.items()
-            if pid not in self.server_pids and t > earlier.ticks.get(pid, 0)
+            if pid not in self.server_pids and pid not in exclude and t > earlier.ticks.get(pid, 0)
         }
         top = sorted(used, key=used.__getitem__, reverse=True)[:3]
         return sum(used.values()), [(_command(pid), used[pid]) for pid in top]

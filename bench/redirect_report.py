@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sipp import Sipp
     from tree_micro import TreeEval
 
-__all__ = ["progress_line", "render", "summarise"]
+__all__ = ["headlines", "progress_line", "render", "summarise"]
 
 KAMAILIO_REFERENCE_US = 41.0  # the issue: Kamailio 5.6, about 41 µs per redirected call at 2,000/s
 CPU_RATIO_TARGET = 3.0
@@ -424,3 +424,26 @@ def _ms(value: float | None) -> str:
 
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}×"
+
+
+def headlines(summary: dict[str, Any]) -> list[str]:
+    """The lines of the run's closing summary: the ratio per rate, clean rates, targets."""
+    out = []
+    rows = summary.get("comparison") or []
+    if rows:
+        out.append(
+            "CPU µs/call engine / Kamailio: "
+            + ", ".join(
+                f"{c['rate']}/s {_num(c['engine_cpu_us_per_call'], 0)} / "
+                f"{_num(c['kamailio_cpu_us_per_call'], 0)} ({_ratio(c['ratio'])})"
+                for c in rows
+            )
+        )
+    for name, server in (summary.get("servers") or {}).items():
+        best = server["highest_clean_rate"]
+        out.append(
+            f"highest rate with zero failed calls, {name}: "
+            + (f"{best} calls/s" if best else "none")
+        )
+    out += [f"{t['status']:<4}  {t['target']}: {t['detail']}" for t in summary.get("targets", [])]
+    return out

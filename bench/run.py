@@ -1,15 +1,17 @@
 """``make bench``: run the benchmarks, print their figures, save a JSON summary of each.
 
-Run: ``.venv/bin/python bench/run.py [--quick] [--rates 500,1000] ...``.
+Run: ``.venv/bin/python bench/run.py [--quick] [--benchmarks redirect,b2bua,micro] ...``.
 
 Each benchmark is a module with ``run(options, root, say)`` returning its
 JSON-ready summary and one sentence per thing that could not run; this
-runner parses the command line, calls them, writes ``bench/out/NAME.json``
-(git-ignored) and decides the exit status. It never asserts on a figure:
-exit 0 whenever everything ran, whatever the figures say; exit 1, with the
-reasons on stderr, when something could not run. Later benchmarks (B2BUA,
-media, ACM) join ``BENCHMARKS`` the same way, each in its own module with
-its helpers shared through common.py and sipp.py.
+runner parses the command line, calls them in order (redirect, b2bua,
+micro), writes ``bench/out/NAME.json`` (git-ignored), prints a closing
+summary of every benchmark's headline figures and targets, and decides the
+exit status. It never asserts on a figure: exit 0 whenever everything ran,
+whatever the figures say; exit 1, with the reasons on stderr, when
+something could not run. Later benchmarks (media, ACM) join ``BENCHMARKS``
+the same way, each in its own module with its helpers shared through
+common.py and sipp.py.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import b2bua
+import b2bua_report
+import micro
 import redirect
+import redirect_report
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -42,8 +48,30 @@ def _rates(text: str) -> tuple[int, ...]:
     return tuple(sorted(set(rates)))
 
 
+def _benchmarks(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    known = (*BENCHMARKS, *micro.PARTS)
+    unknown = [n for n in names if n not in known]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown benchmark {', '.join(unknown) or text!r}; choose from {', '.join(known)}"
+        )
+    return names
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--benchmarks",
+        type=_benchmarks,
+        metavar="NAMES",
+        help="which to run, comma-separated: redirect, b2bua, micro, or micro's parts "
+        f"({', '.join(micro.PARTS)}) (default: all, in that order)",
+    )
+    which.add_argument("--redirect-only", action="store_true", help="the redirect benchmark only")
+    which.add_argument("--b2bua-only", action="store_true", help="the B2BUA benchmark only")
+    which.add_argument("--micro-only", action="store_true", help="the micro-benchmarks only")
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--engine-only", action="store_true", help="measure the engine only")
     who.add_argument("--kamailio-only", action="store_true", help="measure Kamailio only")
@@ -51,20 +79,40 @@ def _parser() -> argparse.ArgumentParser:
         "--rates",
         type=_rates,
         default=redirect.DEFAULT_RATES,
-        help="calls per second, one SIPp run each (default: "
+        help="redirect: calls per second, one SIPp run each (default: "
         f"{','.join(map(str, redirect.DEFAULT_RATES))})",
+    )
+    parser.add_argument(
+        "--b2bua-rates",
+        type=_rates,
+        default=b2bua.DEFAULT_RATES,
+        help="B2BUA: calls per second, one SIPp run each (default: "
+        f"{','.join(map(str, b2bua.DEFAULT_RATES))})",
+    )
+    parser.add_argument(
+        "--call-seconds",
+        type=float,
+        default=b2bua.CALL_SECONDS,
+        help=f"B2BUA: how long each call lasts, ACK to BYE (default {b2bua.CALL_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--b2bua-settle",
+        type=float,
+        help="B2BUA: seconds after each run before CPU is read again (default 64*T1 + "
+        f"the call + 2 s = {b2bua.default_settle(b2bua.CALL_SECONDS):g}, with --quick too: "
+        "the engine frees a call's transactions 64*T1 after they complete)",
     )
     parser.add_argument(
         "--seconds",
         type=float,
-        help=f"seconds per rate (default 10; {QUICK_SECONDS:g} with --quick)",
+        help=f"seconds of calls per rate (default 10; {QUICK_SECONDS:g} with --quick)",
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument(
         "--settle",
         type=float,
         default=6.0,
-        help="seconds after each run before CPU is read again (default 6: "
+        help="redirect: seconds after each run before CPU is read again (default 6: "
         "longer than the engine's T4, so answered transactions are freed)",
     )
     parser.add_argument(
@@ -91,11 +139,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _redirect(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    seconds = args.seconds if args.seconds is not None else (QUICK_SECONDS if args.quick else 10.0)
+def _seconds(args: argparse.Namespace) -> float:
+    return (
+        float(args.seconds) if args.seconds is not None else (QUICK_SECONDS if args.quick else 10.0)
+    )
+
+
+Summaries = dict[str, dict[str, Any]]
+
+
+def _redirect(args: argparse.Namespace, done: Summaries) -> tuple[dict[str, Any], list[str]]:
     options = redirect.Options(
         rates=args.rates,
-        seconds=seconds,
+        seconds=_seconds(args),
         settle=max(0.0, args.settle),
         engine=not args.kamailio_only,
         kamailio=not args.engine_only,
@@ -108,11 +164,80 @@ def _redirect(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     return redirect.run(options, ROOT)
 
 
-#: Every benchmark, by the name of its JSON file: each turns the parsed command line into
-#: its options and returns (summary, sentences about what could not run).
-BENCHMARKS: dict[str, Callable[[argparse.Namespace], tuple[dict[str, Any], list[str]]]] = {
+def _b2bua(args: argparse.Namespace, done: Summaries) -> tuple[dict[str, Any], list[str]]:
+    call = max(0.0, args.call_seconds)
+    settle = b2bua.default_settle(call) if args.b2bua_settle is None else args.b2bua_settle
+    options = b2bua.Options(
+        rates=args.b2bua_rates,
+        seconds=_seconds(args),
+        settle=max(0.0, settle),
+        call_seconds=call,
+        engine=not args.kamailio_only,
+        kamailio=not args.engine_only,
+        kamailio_mem=args.kamailio_mem,
+        kamailio_children=max(1, args.kamailio_children),
+        fine_clock=not args.no_fine_clock,
+        keep=args.keep,
+    )
+    return b2bua.run(options, ROOT)
+
+
+def _micro(args: argparse.Namespace, done: Summaries) -> tuple[dict[str, Any], list[str]]:
+    parts = args.micro_parts
+    if args.no_tree_eval:
+        parts = tuple(p for p in parts if p != "tree_eval")
+    if not parts:
+        return {}, []
+    tree = (done.get("redirect") or {}).get("tree_eval")
+    options = micro.Options(parts=parts, quick=args.quick, tree_eval=tree)
+    return micro.run(options, ROOT)
+
+
+#: Every benchmark, by the name of its JSON file, in the order they run: each turns the
+#: parsed command line (and the summaries of those run before it) into its options and
+#: returns (summary, sentences about what could not run).
+BENCHMARKS: dict[
+    str, Callable[[argparse.Namespace, Summaries], tuple[dict[str, Any], list[str]]]
+] = {
     "redirect": _redirect,
+    "b2bua": _b2bua,
+    "micro": _micro,
 }
+
+#: Each benchmark's closing-summary lines, from its summary.
+HEADLINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "redirect": redirect_report.headlines,
+    "b2bua": b2bua_report.headlines,
+    "micro": micro.headlines,
+}
+
+
+def _selected(args: argparse.Namespace) -> list[str]:
+    """The benchmarks to run, in BENCHMARKS order; sets ``args.micro_parts``."""
+    if args.redirect_only:
+        names: tuple[str, ...] = ("redirect",)
+    elif args.b2bua_only:
+        names = ("b2bua",)
+    elif args.micro_only:
+        names = ("micro",)
+    else:
+        names = args.benchmarks or tuple(BENCHMARKS)
+    parts = tuple(p for p in micro.PARTS if p in names)
+    if parts:
+        names = (*names, "micro")
+    elif "micro" in names:
+        parts = micro.PARTS
+    args.micro_parts = parts
+    return [name for name in BENCHMARKS if name in names]
+
+
+def _closing(summaries: Summaries) -> str:
+    out = ["", "=" * 78, "summary of this run"]
+    for name, summary in summaries.items():
+        lines = HEADLINES[name](summary) if summary else []
+        out += ["", f"{name} (bench/out/{name}.json)"]
+        out += [f"  {line}" for line in lines] or ["  (nothing measured)"]
+    return "\n".join(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,15 +245,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seconds is not None and args.seconds <= 0:
         print("bench/run.py: --seconds must be positive", file=sys.stderr)
         return 2
+    if args.call_seconds < 0 or (args.b2bua_settle is not None and args.b2bua_settle < 0):
+        print("bench/run.py: --call-seconds and --b2bua-settle cannot be negative", file=sys.stderr)
+        return 2
     errors: list[str] = []
-    for name, benchmark in BENCHMARKS.items():
-        summary, problems = benchmark(args)
+    summaries: Summaries = {}
+    for name in _selected(args):
+        summary, problems = BENCHMARKS[name](args, summaries)
         errors += problems
+        summaries[name] = summary
         if summary:
             OUT.mkdir(parents=True, exist_ok=True)
             path = OUT / f"{name}.json"
             path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-            print(f"\nsummary written to {path.relative_to(ROOT)}")
+            print(f"\nsummary written to {path.relative_to(ROOT)}", flush=True)
+    if len(summaries) > 1:
+        print(_closing(summaries))
     for error in errors:
         print(f"bench/run.py: {error}", file=sys.stderr)
     return 1 if errors else 0

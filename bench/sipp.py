@@ -35,15 +35,28 @@ Each choice below has its reason, most of them measured on this machine:
 - ``-rtt_freq 100``: SIPp writes response times 100 at a time and drops the
   last partial batch when it exits, so up to 99 per run are missing (the
   JSON summary keeps the sample count).
+
+For full calls (the B2BUA benchmark) the caller runs
+bench/scenarios/b2bua_uac.xml with ``-d`` (the call's length: ``-l`` and
+the timeouts grow by it) and ``-i 127.0.0.1``, and :class:`SippUas`
+answers as the trunk with bench/scenarios/b2bua_uas.xml, a new SIPp per
+step on one fixed port, pinned to the same core as the caller. SIPp's own
+``-sn uac``/``-sn uas`` do not fit: the caller ignores the Record-Route of
+the 200 (no ``rrs``) and the callee does not copy it into its answers, so
+the ACK and the BYE would bypass a record-routing proxy. The callee sends
+its 200 one turn of its main loop after its 180, about 1.1 ms later, which
+is in every call setup time, whatever the server.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -51,13 +64,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from common import BenchError, free_port
+from common import BenchError, free_port, udp_bound
 
-__all__ = ["Sipp", "SippRun", "coarse_clock_resolution_ms", "prepare_scenario"]
+__all__ = ["Sipp", "SippRun", "SippUas", "coarse_clock_resolution_ms", "prepare_scenario"]
 
 RTT_FREQ = 100
 RECV_TIMEOUT_MS = 4000
 BUFFER_BYTES = 4 * 1024 * 1024
+UAS_TIMEWAIT_S = 4.0  # the callee scenario's <timewait> after the BYE
 
 _SHIM = r"""
 /* For SIPp only: CLOCK_MONOTONIC_COARSE (4 ms steps here) becomes CLOCK_MONOTONIC. */
@@ -84,23 +98,33 @@ def coarse_clock_resolution_ms() -> float:
         return float("nan")
 
 
-def prepare_scenario(template: Path, contact_regexp: str, out: Path) -> bool:
-    """Write the scenario with its Contact check filled in; True when start_rtd could be added."""
+def prepare_scenario(
+    template: Path, contact_regexp: str | None, out: Path, start_rtd: bool = True
+) -> bool:
+    """Write the scenario, its Contact check filled in when it has one to fill.
+
+    Returns True when the first message sent starts the response-time clock
+    (``start_rtd``, added here when the scenario lacks it, unless
+    ``start_rtd`` is false: a callee's first send is an answer).
+    """
     try:
         text = template.read_text(encoding="iso-8859-1")
     except OSError as exc:
         raise BenchError(f"cannot read the SIPp scenario {template}: {exc.strerror}") from None
-    if 'regexp="CONTACT_REGEXP"' not in text:
-        raise BenchError(
-            f'the SIPp scenario {template} has no regexp="CONTACT_REGEXP" '
-            "placeholder to fill in; the benchmark cannot check the Contact"
+    if contact_regexp is not None:
+        if 'regexp="CONTACT_REGEXP"' not in text:
+            raise BenchError(
+                f'the SIPp scenario {template} has no regexp="CONTACT_REGEXP" '
+                "placeholder to fill in; the benchmark cannot check the Contact"
+            )
+        text = text.replace('regexp="CONTACT_REGEXP"', f"regexp={quoteattr(contact_regexp)}")
+    if start_rtd:
+        text = re.sub(
+            r"<send\b(?![^>]*\bstart_rtd=)([^>]*)>", r'<send\1 start_rtd="true">', text, count=1
         )
-    text = text.replace('regexp="CONTACT_REGEXP"', f"regexp={quoteattr(contact_regexp)}")
-    text, added = re.subn(
-        r"<send\b(?![^>]*\bstart_rtd=)([^>]*)>", r'<send\1 start_rtd="true">', text, count=1
-    )
     out.write_text(text, encoding="iso-8859-1")
-    return bool(added)
+    first = re.search(r"<send\b[^>]*>", text)
+    return bool(first and "start_rtd=" in first[0])
 
 
 def build_fine_clock(workdir: Path) -> Path | None:
@@ -132,6 +156,8 @@ class SippRun:
     out_of_call: int = 0
     rtts_ms: list[float] = field(default_factory=list)  # sorted
     achieved_rate: float | None = None
+    #: Calls per second SIPp created, from its statistics rows (failed calls included).
+    created_rate: float | None = None
     wall: float = 0.0
     cpu_seconds: float = 0.0
     exit_status: int = 0
@@ -149,18 +175,26 @@ class SippRun:
 
 
 class Sipp:
-    """Runs SIPp against one server address, pinned to one core."""
+    """Runs SIPp against one server address, pinned to one core.
+
+    ``contact_regexp`` fills the scenario's Contact check (None: the
+    scenario has none); ``call_seconds`` is the scenario's ``<pause/>``
+    (``-d``), the time a call stays up after its ACK; ``local_ip`` the
+    address SIPp binds and puts in its Via and Contact (``-i``).
+    """
 
     def __init__(
         self,
         workdir: Path,
         template: Path,
-        contact_regexp: str,
+        contact_regexp: str | None,
         *,
         service: str,
         caller: str,
         cpu: int,
         fine_clock: bool = True,
+        call_seconds: float = 0.0,
+        local_ip: str | None = None,
     ) -> None:
         if shutil.which("sipp") is None:
             raise BenchError(
@@ -168,8 +202,10 @@ class Sipp:
                 "(make bench does when run as root)"
             )
         self.workdir = workdir
-        self.scenario = workdir / "redirect_uac.xml"
+        self.scenario = workdir / template.name
         self.send_time_rtd = prepare_scenario(template, contact_regexp, self.scenario)
+        self.call_seconds = call_seconds
+        self.local_ip = local_ip
         self.service = service
         self.caller = caller
         self.cpu = cpu
@@ -191,7 +227,7 @@ class Sipp:
         self.runs += 1
         rundir = self.workdir / f"{self.runs:02d}-{label}"
         rundir.mkdir()
-        due = calls / rate
+        due = calls / rate + self.call_seconds
         argv = [
             "taskset",
             "-c",
@@ -210,7 +246,7 @@ class Sipp:
             "-m",
             str(calls),
             "-l",
-            str(max(10, rate * 3)),
+            str(max(10, math.ceil(rate * (3 + self.call_seconds)))),
             "-p",
             str(free_port()),
             "-mp",
@@ -238,6 +274,10 @@ class Sipp:
             "-error_file",
             str(rundir / "errors.log"),
         ]
+        if self.call_seconds:
+            argv += ["-d", str(round(self.call_seconds * 1000))]
+        if self.local_ip is not None:
+            argv += ["-i", self.local_ip]
         env = None if self.shim is None else {**os.environ, "LD_PRELOAD": str(self.shim)}
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
@@ -268,11 +308,132 @@ class Sipp:
         result = _read_stat(rundir / "stat.csv", rate, calls)
         result.rtts_ms = sorted(_read_rtts(rundir))
         result.achieved_rate = _achieved_rate(rundir)
+        result.created_rate = _created_rate(rundir / "stat.csv", calls)
         result.wall = wall
         result.cpu_seconds = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         result.exit_status = status
         result.errors = _error_kinds(rundir / "errors.log")
         return result
+
+
+class SippUas:
+    """SIPp as the callee (the server's trunk): one SIPp per step, on the same port each time.
+
+    The server under test is configured once with this port as its trunk
+    (or next hop), so each step starts a new SIPp there: its statistics
+    file, error log and CPU time then belong to that step alone. It quits
+    by itself once it has seen ``calls`` calls through (``-m``; each ends
+    with 4 s of timewait), or at ``-timeout`` when some never came.
+
+    It is reaped only by :meth:`finish`, after the caller's SIPp has been:
+    both are children of this process, and the CPU time of each is read
+    from ``RUSAGE_CHILDREN`` around its own reaping.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        template: Path,
+        *,
+        cpu: int,
+        local_ip: str = "127.0.0.1",
+        shim: Path | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.scenario = workdir / template.name
+        prepare_scenario(template, None, self.scenario, start_rtd=False)
+        self.cpu = cpu
+        self.local_ip = local_ip
+        self.port = free_port()
+        self.shim = shim
+        self.runs = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._rundir: Path | None = None
+        self._planned = 0
+        self._rate = 0
+        self._deadline = 0.0
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.local_ip, self.port)
+
+    def start(self, rate: int, calls: int, call_seconds: float, label: str) -> None:
+        """Start answering ``calls`` calls (offered at ``rate``); returns once the port is bound."""
+        if self._process is not None:
+            raise BenchError("the callee SIPp is still running from the previous step")
+        self.runs += 1
+        rundir = self.workdir / f"{self.runs:02d}-{label}-uas"
+        rundir.mkdir()
+        due = calls / rate + call_seconds + RECV_TIMEOUT_MS / 1000 + UAS_TIMEWAIT_S
+        argv = [
+            "taskset", "-c", str(self.cpu), "sipp",
+            "-sf", str(self.scenario),
+            "-i", self.local_ip, "-p", str(self.port), "-mp", str(free_port()),
+            "-t", "u1", "-buff_size", str(BUFFER_BYTES),
+            "-m", str(calls), "-timeout", f"{math.ceil(due + 5)}s",
+            "-nostdin",
+            "-trace_stat", "-stf", str(rundir / "stat.csv"), "-fd", "1",
+            "-trace_err", "-error_file", str(rundir / "errors.log"),
+        ]  # fmt: skip
+        env = None if self.shim is None else {**os.environ, "LD_PRELOAD": str(self.shim)}
+        with (rundir / "sipp.out").open("wb") as out:
+            try:
+                self._process = subprocess.Popen(
+                    argv, cwd=rundir, stdin=subprocess.DEVNULL, stdout=out,
+                    stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                )  # fmt: skip
+            except OSError as exc:
+                raise BenchError(f"cannot start the callee SIPp: {exc.strerror}") from None
+        self._rundir, self._planned, self._rate = rundir, calls, rate
+        self._deadline = time.monotonic() + due + 15
+        bound_by = time.monotonic() + 10
+        while not udp_bound(self.port):
+            if self._process.poll() is not None or time.monotonic() > bound_by:
+                if self._process.poll() is None:
+                    self._process.kill()
+                self._process.wait()
+                self._process = None
+                raise BenchError(
+                    f"the callee SIPp did not start on port {self.port}: "
+                    f"{_last_line(rundir / 'sipp.out')}"
+                )
+            time.sleep(0.02)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def finish(self, wait: float | None = None) -> SippRun:
+        """Wait for it to quit (at most ``wait`` seconds, else until its own timeout), read it."""
+        process, rundir = self._process, self._rundir
+        if process is None or rundir is None:
+            raise BenchError("the callee SIPp was not started")
+        self._process = None
+        limit = self._deadline - time.monotonic() if wait is None else wait
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            status = process.wait(max(0.1, limit))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            status = process.wait()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            result = _read_stat(rundir / "stat.csv", self._rate, self._planned)
+        except BenchError:
+            result = SippRun(rate=self._rate, planned=self._planned)
+        result.cpu_seconds = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        result.exit_status = status
+        result.errors = _error_kinds(rundir / "errors.log")
+        return result
+
+    def stop(self) -> None:
+        """Kill a callee still running (the benchmark is ending on an error)."""
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+            self._process = None
 
 
 def _read_stat(path: Path, rate: int, planned: int) -> SippRun:
@@ -332,6 +493,37 @@ def _achieved_rate(rundir: Path) -> float | None:
     if len(dates) < 2 or dates[-1] <= dates[0]:
         return None
     return (len(dates) - 1) / ((dates[-1] - dates[0]) / 1000)
+
+
+def _created_rate(path: Path, planned: int) -> float | None:
+    """Calls per second SIPp created, from its -trace_stat rows (one a second).
+
+    The calls created by the last row written while SIPp was still creating
+    (fewer than planned), over the time since it started. Unlike
+    :func:`_achieved_rate`, which dates answers, this counts the calls that
+    failed too.
+    """
+    try:
+        rows = [line.split(";") for line in path.read_text().splitlines() if line.strip()]
+    except OSError:
+        return None
+    if len(rows) < 3 or planned < 2:
+        return None
+    try:
+        start = rows[0].index("StartTime")
+        now = rows[0].index("CurrentTime")
+        total = rows[0].index("TotalCallCreated")
+        points = [
+            (float(r[now].split("\t")[-1]) - float(r[start].split("\t")[-1]), int(r[total]))
+            for r in rows[1:]
+        ]
+    except (ValueError, IndexError):
+        return None
+    creating = [(t, c) for t, c in points if 0 < c < planned and t >= 0.9]
+    if not creating:
+        return None
+    at, created = creating[-1]
+    return created / at
 
 
 def _error_kinds(path: Path) -> dict[str, int]:

@@ -1,0 +1,344 @@
+"""B2BUA mode under SIPp load at rising rates: the engine, then Kamailio, on the same calls.
+
+Full calls: the caller's SIPp (bench/scenarios/b2bua_uac.xml: INVITE with
+SDP, 100/180/200, ACK, ``call_seconds`` of conversation, BYE, 200) calls the
+server, which places each call to the callee SIPp, its trunk
+(bench/scenarios/b2bua_uas.xml: 180, 200 with SDP, ACK, BYE, 200). The
+engine is a back-to-back user agent (two dialogs, two INVITE transactions,
+a call detail record per leg); Kamailio is a stateful record-routing proxy
+(see b2bua_servers.py for both).
+
+For each server: start it pinned to core 0, check that one call goes
+through end to end (and, for the engine, that its call records reach the
+database), warm it up for a second of calls, wait out the warm-up's
+timers, measure its idle CPU, then one step per rate. A step starts a new
+callee SIPp, then the caller's SIPp for ``seconds`` of calls at the rate;
+both SIPp instances are pinned to core 1. The server's CPU is read from
+/proc (utime+stime of its whole process tree) before the caller starts,
+when it exits, and ``settle`` seconds later. The default settle is 64*T1
+(32 s) + the call duration + 2 s = 35 s, because a call's work does not end
+with its last message: the engine keeps the caller's answered INVITE
+transaction (RFC 6026 Timer L), its own INVITE to the callee (Timer M) and
+the BYE's server transaction (Timer J) for 64*T1 after they complete, and
+frees them then (measured: about 7% of the engine's CPU per call happens
+after the run); Kamailio frees its transactions 5 s after their final
+response (``wt_timer``); the call records are committed every 50 ms. CPU
+per call is therefore taken over the run plus the settle time (idle work
+included; the figure with the idle rate taken out is in the JSON), and the
+CPU shares over the run alone.
+
+Before each step a fixed Python loop is timed on core 0
+(``common.core_speed``): this virtual machine's speed moves with its
+host's load (the same runs took 2 to 4 times more CPU per call in one hour
+than in the next), and the report says when it moved between the engine's
+steps and Kamailio's, which skews their ratio.
+
+A call fails when SIPp's caller counts it failed (an unexpected response
+such as a 503, a missing 200 within 4 s after the INVITE's
+retransmissions, a BYE unanswered) or never completes; the callee's SIPp
+counts its own failures (an ACK that never came), reported beside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import b2bua_report
+import redirect_report
+from b2bua_servers import B2buaEngine, KamailioProxy
+from common import CLK_TCK, BenchError, Sample, core_speed, machine_load
+from redirect import UDP_KEYS, Server, ServerResult, Step, _idle
+from servers import CALLED, CALLER
+from sipp import Sipp, SippRun, SippUas
+
+__all__ = ["DEFAULT_RATES", "B2buaResult", "B2buaStep", "Options", "default_settle", "run"]
+
+DEFAULT_RATES = (100, 200, 300, 500, 800, 1000)
+CALL_SECONDS = 1.0
+SERVER_CPU = 0
+SIPP_CPU = 1
+T1 = 0.5  # the engine's (sip.timers.t1, default) and RFC 3261's
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def default_settle(call_seconds: float) -> float:
+    """64*T1 (the longest transaction timer after a call) + the call + 2 s of margin."""
+    return 64 * T1 + call_seconds + 2.0
+
+
+@dataclass(frozen=True)
+class Options:
+    rates: tuple[int, ...] = DEFAULT_RATES
+    seconds: float = 10.0
+    settle: float = default_settle(CALL_SECONDS)
+    call_seconds: float = CALL_SECONDS
+    engine: bool = True
+    kamailio: bool = True
+    kamailio_mem: str = "tlsf"
+    kamailio_children: int = 1
+    fine_clock: bool = True
+    keep: bool = False
+
+
+@dataclass
+class B2buaStep(Step):
+    """One rate: the caller's SIPp (``sipp``), the callee's, and what /proc says."""
+
+    uas: SippRun | None = None
+    window_s: float = 0.0  # from the first /proc sample to the last (run + settle)
+    idle_cpu_us_per_s: float | None = None
+    core_speed: float | None = None  # common.core_speed of the server's core before the step
+
+    @property
+    def offered(self) -> bool:
+        """SIPp created every call at the rate (within 5%), failed calls included.
+
+        The redirect benchmark dates answers (every call gets one there); here
+        a call refused with a 503 has no setup time, so creations are counted.
+        """
+        rate = self.offered_rate
+        return self.sipp.not_started == 0 and rate is not None and rate >= 0.95 * self.rate
+
+    @property
+    def offered_rate(self) -> float | None:
+        return self.sipp.created_rate or self.sipp.achieved_rate
+
+    @property
+    def uas_share(self) -> float:
+        if self.uas is None or not self.sipp.wall:
+            return 0.0
+        return self.uas.cpu_seconds / self.sipp.wall * 100
+
+    @property
+    def sipp_total_share(self) -> float:
+        """Both SIPp instances together, % of their one core (core 1)."""
+        return self.sipp_share + self.uas_share
+
+    @property
+    def retransmissions(self) -> int:
+        return self.sipp.retransmissions + (self.uas.retransmissions if self.uas else 0)
+
+    @property
+    def cpu_us_per_call_less_idle(self) -> float | None:
+        if not self.completed or self.idle_cpu_us_per_s is None:
+            return None
+        idle_s = self.idle_cpu_us_per_s / 1e6 * self.window_s
+        return max(0.0, self.server_cpu_s - idle_s) / self.completed * 1e6
+
+
+@dataclass
+class B2buaResult(ServerResult):
+    #: What the engine's call-record database holds at the end (engine only).
+    records: dict[str, Any] | None = None
+    calls_answered: int = 0  # check, warm-up and steps: calls the caller's SIPp completed
+
+    def b2bua_steps(self) -> list[B2buaStep]:
+        return [s for s in self.steps if isinstance(s, B2buaStep)]
+
+    def b2bua_step(self, rate: int) -> B2buaStep | None:
+        step = self.step(rate)
+        return step if isinstance(step, B2buaStep) else None
+
+
+def _check(server: Server, uac: Sipp, uas: SippUas, opts: Options) -> int:
+    """One call end to end; returns 1 (the calls it completed) or raises BenchError."""
+    uas.start(1, 1, opts.call_seconds, f"{server.name}-check")
+    try:
+        check = uac.run(server.address, 1, 1, f"{server.name}-check")
+    finally:
+        callee = uas.finish(wait=10)
+    if check.successful != 1 or callee.successful != 1:
+        why = next(iter(check.errors), None) or next(iter(callee.errors), None)
+        raise BenchError(
+            f"{server.name} did not carry a check call from the caller's SIPp to the "
+            f"callee's and back (caller: {check.successful} ok, {check.failed} failed; "
+            f"callee: {callee.successful} ok, {callee.failed} failed"
+            + (f"; {why}" if why else "")
+            + ")"
+        )
+    if isinstance(server, B2buaEngine):
+        time.sleep(0.5)  # two commit intervals
+        legs = _records(server.records).get("legs", 0)
+        if legs < 2:
+            raise BenchError(
+                f"the engine carried the check call but its call records are not in "
+                f"{server.records} ({legs} legs there)"
+            )
+    return 1
+
+
+def _measure(
+    server: Server, uac: Sipp, uas: SippUas, opts: Options, say: Callable[[str], None]
+) -> B2buaResult:
+    """Start, check, warm up and measure one server at every rate; always stop it."""
+    result = B2buaResult(server.name, server.description)
+    try:
+        server.start()
+        result.description = server.description
+        say(
+            f"{server.name}: {server.description}, pinned to core {SERVER_CPU}, on "
+            f"127.0.0.1:{server.address[1]}, trunk (callee SIPp) on 127.0.0.1:{uas.port}"
+        )
+        result.calls_answered += _check(server, uac, uas, opts)
+        warm = min(opts.rates)
+        uas.start(warm, warm, opts.call_seconds, f"{server.name}-warmup")
+        try:
+            warmup = uac.run(server.address, warm, warm, f"{server.name}-warmup")
+        finally:
+            uas.finish(wait=opts.settle)
+        result.calls_answered += warmup.successful
+        say(f"{server.name}: warmed up ({warmup.successful} calls), {opts.settle:g} s to settle")
+        time.sleep(opts.settle)
+        result.idle_cpu_us_per_s = _idle(server, 2.0)
+        for rate in opts.rates:
+            step = _step(server, uac, uas, rate, opts, result.idle_cpu_us_per_s)
+            result.steps.append(step)
+            result.calls_answered += step.sipp.successful
+            say(b2bua_report.progress_line(server.name, step))
+            if not server.alive():
+                raise BenchError(f"{server.name} exited during the {rate}/s step")
+    except BenchError as exc:
+        result.error = str(exc)
+        say(f"{server.name}: {exc}")
+    finally:
+        uas.stop()
+        server.stop()
+    if isinstance(server, B2buaEngine):
+        result.records = _records(server.records)
+    return result
+
+
+def _step(
+    server: Server, uac: Sipp, uas: SippUas, rate: int, opts: Options, idle: float | None
+) -> B2buaStep:
+    """One run of the caller's SIPp at ``rate`` against a fresh callee, /proc read around it."""
+    calls = max(1, round(rate * opts.seconds))
+    label = f"{server.name}-{rate}"
+    speed = core_speed(SERVER_CPU)
+    uas.start(rate, calls, opts.call_seconds, label)
+    uas_pid = uas.pid
+    try:
+        before = Sample.take(server.pid)
+        run_ = uac.run(server.address, rate, calls, label)
+        ended = Sample.take(server.pid)
+    except BenchError:
+        uas.stop()
+        raise
+    settled_at = ended.at + opts.settle
+    callee = uas.finish(wait=max(0.1, settled_at - time.monotonic()))
+    time.sleep(max(0.0, settled_at - time.monotonic()))
+    after = Sample.take(server.pid)
+    other, top = ended.others_since(before, exclude={uas_pid} if uas_pid else ())
+    wall = ended.at - before.at
+    return B2buaStep(
+        rate=rate,
+        sipp=run_,
+        server_cpu_s=(after.server_ticks - before.server_ticks) / CLK_TCK,
+        run_cpu_s=(ended.server_ticks - before.server_ticks) / CLK_TCK,
+        other_busy_share=other / CLK_TCK / wall * 100 if wall else 0.0,
+        other_top=[(name, ticks / CLK_TCK / wall * 100) for name, ticks in top] if wall else [],
+        udp={k: after.udp.get(k, 0) - before.udp.get(k, 0) for k in UDP_KEYS},
+        uas=callee,
+        window_s=after.at - before.at,
+        idle_cpu_us_per_s=idle,
+        core_speed=speed,
+    )
+
+
+def _records(path: Path) -> dict[str, Any]:
+    """What the engine's call-record database holds: legs ended, legs still open, rules."""
+    if not path.exists():
+        return {"legs": 0, "open_legs": 0, "rules": {}}
+    out: dict[str, Any] = {"legs": 0, "open_legs": 0, "rules": {}}
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+        try:
+            out["legs"] = db.execute("SELECT count(*) FROM legs").fetchone()[0]
+            out["open_legs"] = db.execute("SELECT count(*) FROM open_legs").fetchone()[0]
+            out["rules"] = dict(
+                db.execute("SELECT route, count(*) FROM legs WHERE leg = 0 GROUP BY route")
+            )
+            out["outcomes"] = dict(
+                db.execute("SELECT outcome, count(*) FROM legs GROUP BY outcome")
+            )
+        except sqlite3.Error as exc:
+            out["error"] = str(exc)
+    return out
+
+
+def run(
+    opts: Options, root: Path, say: Callable[[str], None] = print
+) -> tuple[dict[str, Any], list[str]]:
+    """Measure what ``opts`` asks: the JSON summary, and a sentence per thing that could not run."""
+    if len(os.sched_getaffinity(0)) < 2:
+        return {}, ["the B2BUA benchmark needs two cores (server on core 0, SIPp on core 1)"]
+    workdir = Path(tempfile.mkdtemp(prefix="vms-bench-b2bua-"))
+    try:
+        return _run(opts, root, workdir, say)
+    finally:
+        if opts.keep:
+            say(f"work files (configs, logs, call records, SIPp CSVs) kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(
+    opts: Options, root: Path, workdir: Path, say: Callable[[str], None]
+) -> tuple[dict[str, Any], list[str]]:
+    errors: list[str] = []
+    try:
+        (workdir / "sipp").mkdir()
+        uac = Sipp(
+            workdir / "sipp",
+            SCENARIOS / "b2bua_uac.xml",
+            None,
+            service=CALLED,
+            caller=CALLER,
+            cpu=SIPP_CPU,
+            fine_clock=opts.fine_clock,
+            call_seconds=opts.call_seconds,
+            local_ip="127.0.0.1",
+        )
+        uas = SippUas(workdir / "sipp", SCENARIOS / "b2bua_uas.xml", cpu=SIPP_CPU, shim=uac.shim)
+    except BenchError as exc:
+        return {"error": str(exc)}, [str(exc)]
+    say(
+        f"\nB2BUA benchmark: rates {', '.join(map(str, opts.rates))} calls/s, "
+        f"{opts.seconds:g} s each, calls of {opts.call_seconds:g} s "
+        f"(+{opts.settle:g} s settle: 64*T1 + the call + 2 s), servers on core {SERVER_CPU}, "
+        f"both SIPp (caller and callee) on core {SIPP_CPU}"
+    )
+    load, busiest = machine_load(1.0)
+    if load >= redirect_report.OTHER_BUSY:
+        names = "; ".join(f"{name} {pct:.0f}%" for name, pct in busiest)
+        say(
+            f"warning: before the benchmark, other processes keep {load:.0f}% of a core busy "
+            f"({names}); figures will be disturbed"
+        )
+    servers: list[Server] = []
+    if opts.engine:
+        servers.append(B2buaEngine(root, workdir, SERVER_CPU, uas.address))
+    if opts.kamailio:
+        servers.append(
+            KamailioProxy(
+                workdir, SERVER_CPU, uas.address, opts.kamailio_children, opts.kamailio_mem
+            )
+        )
+    results = []
+    for server in servers:
+        result = _measure(server, uac, uas, opts, say)
+        results.append(result)
+        if result.error:
+            errors.append(result.error)
+    summary = b2bua_report.summarise(opts, uac, results)
+    say("")
+    say(b2bua_report.render(summary))
+    return summary, errors

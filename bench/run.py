@@ -1,15 +1,15 @@
 """``make bench``: run the benchmarks, print their figures, save a JSON summary of each.
 
-Run: ``.venv/bin/python bench/run.py [--quick] [--benchmarks redirect,b2bua,micro] ...``.
+Run: ``.venv/bin/python bench/run.py [--quick] [--benchmarks redirect,b2bua,media,micro] ...``.
 
 Each benchmark is a module with ``run(options, root, say)`` returning its
 JSON-ready summary and one sentence per thing that could not run; this
 runner parses the command line, calls them in order (redirect, b2bua,
-micro), writes ``bench/out/NAME.json`` (git-ignored), prints a closing
+media, micro), writes ``bench/out/NAME.json`` (git-ignored), prints a closing
 summary of every benchmark's headline figures and targets, and decides the
 exit status. It never asserts on a figure: exit 0 whenever everything ran,
 whatever the figures say; exit 1, with the reasons on stderr, when
-something could not run. Later benchmarks (media, ACM) join ``BENCHMARKS``
+something could not run. Later benchmarks (ACM) join ``BENCHMARKS``
 the same way, each in its own module with its helpers shared through
 common.py and sipp.py.
 """
@@ -30,6 +30,7 @@ import b2bua_report
 import micro
 import redirect
 import redirect_report
+import rtp_media
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -66,11 +67,12 @@ def _parser() -> argparse.ArgumentParser:
         "--benchmarks",
         type=_benchmarks,
         metavar="NAMES",
-        help="which to run, comma-separated: redirect, b2bua, micro, or micro's parts "
+        help="which to run, comma-separated: redirect, b2bua, media, micro, or micro's parts "
         f"({', '.join(micro.PARTS)}) (default: all, in that order)",
     )
     which.add_argument("--redirect-only", action="store_true", help="the redirect benchmark only")
     which.add_argument("--b2bua-only", action="store_true", help="the B2BUA benchmark only")
+    which.add_argument("--media-only", action="store_true", help="the media benchmark only")
     which.add_argument("--micro-only", action="store_true", help="the micro-benchmarks only")
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--engine-only", action="store_true", help="measure the engine only")
@@ -182,6 +184,11 @@ def _b2bua(args: argparse.Namespace, done: Summaries) -> tuple[dict[str, Any], l
     return b2bua.run(options, ROOT)
 
 
+def _media(args: argparse.Namespace, done: Summaries) -> tuple[dict[str, Any], list[str]]:
+    options = rtp_media.Options(seconds=_seconds(args), quick=args.quick)
+    return rtp_media.run(options, ROOT)
+
+
 def _micro(args: argparse.Namespace, done: Summaries) -> tuple[dict[str, Any], list[str]]:
     parts = args.micro_parts
     if args.no_tree_eval:
@@ -201,6 +208,7 @@ BENCHMARKS: dict[
 ] = {
     "redirect": _redirect,
     "b2bua": _b2bua,
+    "media": _media,
     "micro": _micro,
 }
 
@@ -208,6 +216,7 @@ BENCHMARKS: dict[
 HEADLINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "redirect": redirect_report.headlines,
     "b2bua": b2bua_report.headlines,
+    "media": rtp_media.headlines,
     "micro": micro.headlines,
 }
 
@@ -218,6 +227,8 @@ def _selected(args: argparse.Namespace) -> list[str]:
         names: tuple[str, ...] = ("redirect",)
     elif args.b2bua_only:
         names = ("b2bua",)
+    elif args.media_only:
+        names = ("media",)
     elif args.micro_only:
         names = ("micro",)
     else:

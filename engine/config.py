@@ -30,6 +30,7 @@ __all__ = [
     "Config",
     "Customer",
     "FloodSettings",
+    "MediaSettings",
     "OverloadSettings",
     "RedirectSettings",
     "SipSettings",
@@ -105,6 +106,22 @@ class BillingSettings:
 
 
 @dataclass(frozen=True)
+class MediaSettings:
+    """``media:``: where the engine's own RTP lives, for announcements, menus and bridging."""
+
+    #: RTP ports, first and last (inclusive); each stream takes an even port and the next.
+    rtp_ports: tuple[int, int] = (20000, 29999)
+    #: The address in our SDP; None: ``sip.advertise``, else the SIP listen address.
+    advertise: str | None = None
+    #: A stream that receives nothing this long ends its call (network-level silence).
+    dead_media: float = 30.0
+    #: A digit typed during a menu's prompt stops the prompt (it is kept either way).
+    barge_in: bool = True
+    #: Recordings: ``mono`` (both parties mixed) or ``stereo`` (one party per channel).
+    recording_channels: str = "stereo"
+
+
+@dataclass(frozen=True)
 class Config:
     file: Path
     sip: SipSettings
@@ -120,6 +137,7 @@ class Config:
     floods: FloodSettings = field(default_factory=FloodSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
     calls: CallSettings = field(default_factory=CallSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
 
     def profiles(self) -> dict[str, CustomerProfile]:
         return {cid: c.profile() for cid, c in self.customers.items()}
@@ -233,6 +251,7 @@ def load_config(path: Path | str) -> Config:
         "billing": lambda n, w: r.section(n, w, {
             "other_operator_prefixes": lambda n2, w2: _prefixes(r, n2, w2)}),
         "calls": lambda n, w: _calls(r, n, w),
+        "media": lambda n, w: _media(r, n, w),
     })  # fmt: skip
     if (isinstance(root, ScalarNode) or "trees" not in top) and not c.problems:
         c.problem(root, "the configuration lacks the required key 'trees'")
@@ -270,6 +289,7 @@ def load_config(path: Path | str) -> Config:
         floods=floods,
         billing=BillingSettings(**top.get("billing", {})),
         calls=top.get("calls", CallSettings()),
+        media=top.get("media", MediaSettings()),
     )
 
 
@@ -358,6 +378,41 @@ def _calls(r: _Reader, node: Node, what: str) -> CallSettings:
         "lease_ttl": lambda n, w: c.number(n, w, 10),
     })  # fmt: skip
     return CallSettings(**values)
+
+
+def _media(r: _Reader, node: Node, what: str) -> MediaSettings | None:
+    c = r.check
+    values = r.section(node, what, {
+        "rtp_ports": lambda n, w: _port_range(r, n, w),
+        "advertise": lambda n, w: _advertise(r, n, w),
+        "dead_media": lambda n, w: c.number(n, w, 1),
+        "barge_in": c.boolean,
+        "recording": lambda n, w: r.section(n, w, {
+            "channels": lambda n2, w2: r.choice(n2, w2, ("mono", "stereo"))}),
+    })  # fmt: skip
+    recording = values.pop("recording", {})
+    if "channels" in recording:
+        values["recording_channels"] = recording["channels"]
+    return MediaSettings(**values)
+
+
+def _port_range(r: _Reader, node: Node, what: str) -> tuple[int, int] | None:
+    c = r.check
+    items = c.sequence(node, what)
+    if items is None:
+        return None
+    ports = [c.integer(item, f"each port of {what}", 1024, 65535) for item in items]
+    if len(ports) != 2:
+        c.problem(node, f"{what} must be two ports, [FIRST, LAST], not {len(ports)}")
+        return None
+    first, last = ports
+    if first is None or last is None:
+        return None
+    if last - first < 3:
+        c.problem(node, f"{what} must hold at least two streams (four ports): "
+                  f"[{first}, {last}] holds {(last - first + 1) // 2}")  # fmt: skip
+        return None
+    return first, last
 
 
 def _transports(r: _Reader, node: Node, what: str) -> tuple[str, ...] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -24,6 +25,7 @@ from twisted.internet.task import LoopingCall
 from engine.api import build_site
 from engine.calls.b2bua import B2bua
 from engine.calls.context import CallContext
+from engine.calls.media import MediaServices
 from engine.cdr.store import CdrStore
 from engine.config import Config
 from engine.floods import FloodGuard
@@ -38,6 +40,9 @@ from engine.sites.health import SiteTable
 from engine.sites.prober import SiteProber
 from engine.state.factory import open_state
 from engine.state.leases import LeaseKeeper
+from media.plane import MediaPlane
+from media.prompts import PromptCache, PromptError
+from media.recording import recover_partials
 from routing_trees.source import Problem, SourceError
 from routing_trees.treeset import TreeSet, load_directory
 
@@ -119,10 +124,13 @@ def serve(config: Config) -> int:
     """Run the engine until stopped; 1 when the configuration cannot be served."""
     _setup_logging(config.log_level)
     mode = config.sip.mode
+    prompts = PromptCache()
 
     def load() -> TreeSet:
         trees = load_directory(config.trees, config.profiles() or None)
         _check_servable(trees, mode, config.sip.redirect.unservable)
+        if mode == "b2bua":
+            _load_prompts(trees, prompts)
         return trees
 
     try:
@@ -137,7 +145,8 @@ def serve(config: Config) -> int:
     from twisted.internet import reactor  # noqa: PLC0415 - installs the reactor; only here
 
     _tune_gc()
-    return _run(reactor, config, trees, load)
+    _raise_file_limit()
+    return _run(reactor, config, trees, load, prompts)
 
 
 def _check_servable(trees: TreeSet, mode: str, status: int) -> None:
@@ -154,6 +163,27 @@ def _check_servable(trees: TreeSet, mode: str, status: int) -> None:
         raise SourceError(fatal)
 
 
+def _load_prompts(trees: TreeSet, prompts: PromptCache) -> None:
+    """Decode every prompt the trees name now, not on a live call; SourceError if one fails."""
+    problems: list[Problem] = []
+    for tree in trees.trees:
+        for prompt in tree.tree.prompts.values():
+            try:
+                prompts.get(prompt.path)
+            except PromptError as exc:
+                pos = prompt.pos
+                problems.append(Problem(pos.file, pos.line, pos.column, str(exc)))
+    if problems:
+        raise SourceError(problems)
+
+
+def _raise_file_limit() -> None:
+    """Each RTP stream holds two sockets: take the soft limit of open files to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _tune_gc() -> None:
     """Keep the cyclic collector off the hot path.
 
@@ -168,7 +198,8 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSet]) -> int:
+def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSet],
+         prompts: PromptCache) -> int:
     sip = config.sip
     router = Router(trees, mode_of=lambda _customer: "normal")
     trunk_ip = _resolve(sip.trunk[0])  # a trunk that does not resolve is refused at start
@@ -208,8 +239,13 @@ def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSe
         stack.tu = RedirectService(stack, router, sip.trunk, sip.redirect, floods=floods,
                                    sites=sites)  # fmt: skip
     else:
+        try:
+            media = _media(reactor, config, prompts)
+        except OSError as exc:
+            print(f"vms: cannot open the media plane: {exc}", file=sys.stderr)
+            return 1
         stack.tu = _b2bua(reactor, config, stack, router, floods, sites, transports, local,
-                          (trunk_ip, sip.trunk[1]))  # fmt: skip
+                          (trunk_ip, sip.trunk[1]), media)  # fmt: skip
     if "udp" in transports:
         transports["udp"].start()
     loop_lag_monitor(reactor, overload)
@@ -236,7 +272,7 @@ def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSe
 def _b2bua(
     reactor: Any, config: Config, stack: SipStack, router: Router, floods: FloodGuard,
     sites: SiteTable, transports: dict[str, Any], local: tuple[str, int],
-    trunk: tuple[str, int],
+    trunk: tuple[str, int], media: MediaServices,
 ) -> B2bua:  # fmt: skip
     """The call controller with its shared state, call records and site health."""
     state = open_state(config.state, reactor, lease_ttl=config.calls.lease_ttl)
@@ -253,6 +289,7 @@ def _b2bua(
         stack=stack, transport=transports[config.sip.trunk_transport], local=local,
         trunk=trunk, trunk_name=trunk_name, settings=config.calls, state=leases,
         records=records, sites=sites, billing_prefixes=config.billing.other_operator_prefixes,
+        media=media,
     )  # fmt: skip
     b2bua = B2bua(ctx, router, floods)
 
@@ -264,6 +301,24 @@ def _b2bua(
         records.close()
         leases.stop()
         state.close()
+        media.plane.close()
 
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     return b2bua
+
+
+def _media(reactor: Any, config: Config, prompts: PromptCache) -> MediaServices:
+    """The RTP plane, the prompts, and the recordings a crash left unfinished, recovered."""
+    settings = config.media
+    host = config.sip.listen[0]
+    advertise = settings.advertise or config.sip.advertise or host
+    plane = MediaPlane(reactor, host, advertise, settings.rtp_ports, settings.dead_media)
+    recordings = config.data_dir / "recordings"
+    recovered: list[Path] = []
+    if recordings.is_dir():
+        for folder in sorted({part.parent for part in recordings.rglob("*.wav.part")}):
+            recovered += recover_partials(folder)
+    for path in recovered:
+        log.warning("recording %s was left unfinished by a stop; recovered", path)
+    recorded = frozenset(cid for cid, c in config.customers.items() if "recording" in c.options)
+    return MediaServices(plane, prompts, settings, recordings, recorded)

@@ -4,6 +4,12 @@ The service descriptions fix the prompt format at PCM, 11,025 Hz, 8 bit,
 mono, in a WAV file. A wrong file is refused when the tree is loaded, with a
 sentence that says what the file is and what it must be, so the customer can
 re-export it instead of hearing silence on a live call.
+
+The player (media/prompts.py) also takes telephony-ready files, 8,000 Hz mono
+in PCM 16 bit, µ-law or A-law, which need no resampling (the engine's own
+announcements, recordings). Trees keep to the service description's format:
+everything a tree accepts plays, and a customer is never told a format is
+fine that the description does not promise.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import soundfile
 
 __all__ = [
     "PROMPT_FORMAT",
+    "TELEPHONY_FORMAT",
     "WavFormat",
     "WavFormatError",
     "describe_wav",
@@ -25,6 +32,9 @@ PROMPT_FORMAT = "PCM 11025 Hz, 8 bit, mono WAV"
 _WAV_CONTAINERS = frozenset({"WAV", "WAVEX"})
 _PROMPT_SAMPLERATE = 11025
 _PROMPT_SUBTYPE = "PCM_U8"
+TELEPHONY_FORMAT = "a telephony-ready 8000 Hz mono WAV (PCM 16 bit, G.711 µ-law or A-law)"
+_TELEPHONY_SAMPLERATE = 8000
+_TELEPHONY_SUBTYPES = frozenset({"PCM_16", "ULAW", "ALAW"})
 
 _SUBTYPES = {
     "PCM_U8": "PCM 8 bit",
@@ -68,6 +78,16 @@ class WavFormat:
             and self.channels == 1
         )
 
+    @property
+    def is_telephony(self) -> bool:
+        """8,000 Hz mono WAV in PCM 16 bit, µ-law or A-law: playable as it is."""
+        return (
+            self.container in _WAV_CONTAINERS
+            and self.subtype in _TELEPHONY_SUBTYPES
+            and self.samplerate == _TELEPHONY_SAMPLERATE
+            and self.channels == 1
+        )
+
     def describe(self) -> str:
         """``PCM 16 bit, stereo, 44100 Hz`` (and the container when not WAV)."""
         encoding = _SUBTYPES.get(self.subtype, self.subtype)
@@ -97,19 +117,23 @@ def describe_wav(path: Path | str) -> WavFormat:
     )
 
 
-def prompt_format_problem(path: Path | str, name: str | None = None) -> str | None:
+def prompt_format_problem(
+    path: Path | str, name: str | None = None, *, telephony: bool = False
+) -> str | None:
     """None for a playable prompt, else a sentence naming what it is and must be.
 
     ``name`` is how the file is called in the message (the path as the user
-    wrote it); it defaults to ``path``.
+    wrote it); it defaults to ``path``. ``telephony`` also accepts
+    telephony-ready files (the player's rule; trees use the default).
     """
     shown = name if name is not None else str(path)
+    alternative = f", or {TELEPHONY_FORMAT}" if telephony else ""
     if not Path(path).is_file():
         return f"{shown} does not exist" if not Path(path).exists() else f"{shown} is not a file"
     try:
         found = describe_wav(path)
     except WavFormatError as exc:
-        return f"{shown} {exc}; a prompt must be a {PROMPT_FORMAT} file"
-    if found.is_prompt:
+        return f"{shown} {exc}; a prompt must be a {PROMPT_FORMAT} file{alternative}"
+    if found.is_prompt or (telephony and found.is_telephony):
         return None
-    return f"{shown} is {found.describe()}; a prompt must be {PROMPT_FORMAT}"
+    return f"{shown} is {found.describe()}; a prompt must be {PROMPT_FORMAT}{alternative}"

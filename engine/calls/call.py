@@ -9,6 +9,14 @@ responses and the answer are relayed to the caller, the ACK to the callee,
 and requests inside the dialogs (re-INVITE, UPDATE, INFO ...) cross from one
 side to the other with their bodies untouched. Either side's BYE ends both.
 Every leg leaves a call detail record.
+
+``announce`` and ``menu`` anchor the call's media in the engine
+(``engine.calls.media``): the caller is answered with the engine's own SDP
+(an announcement followed by a forward plays as early media, in a 183, so
+the caller is not charged for it), and a forward that follows is dialled
+with the engine's offer and bridged when it answers. With media anchored,
+re-INVITEs and UPDATEs are answered by the engine instead of relayed, and an
+outcome with no handler after the caller was answered ends with a BYE.
 """
 
 from __future__ import annotations
@@ -20,13 +28,17 @@ from typing import TYPE_CHECKING, Any
 
 from engine.calls.dialog import Dialog
 from engine.calls.inbound import InboundLeg
+from engine.calls.media import CallMedia, MediaUnavailableError
+from engine.calls.menu import MenuRun
 from engine.calls.outbound import OutboundLeg
 from engine.calls.outcomes import NO_ANSWER, OVERFLOW, UNREACHABLE, classify, final_for
 from engine.calls.records import CallRecords
 from engine.calls.session import CALLEE, CALLER, SessionTimers, refresh_request
 from engine.sip.message import Request, Response
 from engine.sip.transaction import ServerInvite, ServerNonInvite, Transaction, Transport
-from routing_trees.model import Action, Announce, Forward, Menu, Queue, Reject, Split
+from media.dtmf import parse_dtmf_relay
+from media.sdp import SdpError
+from routing_trees.model import Action, Announce, Forward, Menu, Reject, Split
 
 if TYPE_CHECKING:
     from engine.calls.b2bua import B2bua
@@ -41,7 +53,7 @@ Leg = InboundLeg | OutboundLeg
 #: What a cancelled leg's record says about why.
 _REASONS = {NO_ANSWER: "ring timeout", "ring_limit": "ring time limit of the call",
             "cancelled": "cancelled by the caller"}  # fmt: skip
-_MEDIA = (Announce, Menu, Queue)
+_ANSWERED = ("answered", "confirmed")
 
 
 def _is_ip(host: str) -> bool:
@@ -81,6 +93,8 @@ class Call:
         # that side waits for the originator's, which carries the answer (§13.2.2.4).
         self.pending_ack: tuple[Leg, int, Dialog, int, Transport] | None = None
         self.ended = False
+        self.media: CallMedia | None = None  # once the engine is a media endpoint
+        self.menu: MenuRun | None = None
 
     # -- the tree's actions ---------------------------------------------------------
 
@@ -106,8 +120,78 @@ class Call:
             self._end_with("rejected", action.code, None)
         elif isinstance(action, Forward):
             self._place(action, path)
-        else:  # serve refuses such trees at start; this is the last line of defence
-            self._end_with("failed", 480, f"{type(action).__name__} Needs Media")
+        elif isinstance(action, Announce):
+            self._announce(action, path)
+        elif isinstance(action, Menu):
+            self._menu(action, path)
+        else:  # serve refuses queues until ACM lands; this is the last line of defence
+            self._end_with("failed", 480, f"{type(action).__name__} Not Available")
+
+    # -- media actions ------------------------------------------------------------------
+
+    def _anchor(self) -> CallMedia | None:
+        """The call's media in the engine, anchored on first need; None if it cannot be."""
+        if self.media is not None:
+            return self.media
+        services = self.ctx.media
+        if services is None:
+            self._end_with("failed", 480, "Media Not Available")
+            return None
+        try:
+            media = CallMedia(self, services)
+        except MediaUnavailableError as exc:
+            log.error("call %s: cannot anchor media: %s", self.call_id, exc)
+            self._end_with("failed", 503, "Media Ports Exhausted")
+            return None
+        self.media = media
+        try:
+            media.answer_caller(self.inbound.invite.body)
+        except SdpError as exc:
+            self._end_with("rejected", 488, None)
+            log.info("call %s: no usable media in the offer: %s", self.call_id, exc)
+            return None
+        return media
+
+    def _to_caller(self, status: int) -> None:
+        """Our SDP to the caller: 183 (early media) or 200, unless it has it already."""
+        assert self.media is not None
+        state = self.inbound.state
+        if state in _ANSWERED or (status == 183 and state == "early"):
+            return
+        source = Response(status, "", {"content-type": ["application/sdp"]}, self.media.caller_sdp)
+        if status == 183:
+            source.reason = "Session Progress"
+            self.inbound.ring(source)
+        else:
+            self.outcome = "answered"
+            self.records.caller_answered()
+            self.inbound.answer(source)
+
+    def _announce(self, announce: Announce, path: str) -> None:
+        media = self._anchor()
+        if media is None:
+            return
+        early = isinstance(announce.then, Forward) and self.inbound.state not in _ANSWERED
+        self._to_caller(183 if early else 200)
+
+        def played() -> None:
+            if announce.then is not None:
+                self.execute(announce.then, f"{path}.then" if path else "then")
+            else:
+                self.hang_up("announcement played")
+
+        media.play(announce.prompt_path, played)
+
+    def _menu(self, menu: Menu, path: str) -> None:
+        media = self._anchor()
+        if media is None:
+            return
+        self._to_caller(200)
+        self.menu = MenuRun(self, media, menu, path)
+        self.menu.start()
+
+    def menu_gave_up(self, why: str) -> None:
+        self.hang_up(f"menu: {why}, no tries left")
 
     def _place(self, forward: Forward, path: str) -> None:
         now = self.ctx.now()
@@ -116,6 +200,10 @@ class Call:
             return
         if self.inbound.state == "trying" and not self.placed:
             self.inbound.trying()
+        services = self.ctx.media
+        recorded = services is not None and self.customer in services.recorded
+        if self.media is None and recorded and self._anchor() is None:
+            return  # recorded calls anchor their media to tap it; this one could not
         self.placed += 1
         leg = OutboundLeg(self, self.placed, forward, path)
         self.current = leg
@@ -150,9 +238,17 @@ class Call:
             self._dial(leg)
 
     def _dial(self, leg: OutboundLeg) -> None:
+        offer = None
+        if self.media is not None:
+            try:
+                offer = self.media.offer_callee()
+            except MediaUnavailableError as exc:
+                log.error("call %s: no media port for the callee: %s", self.call_id, exc)
+                self._end_with("failed", 503, "Media Ports Exhausted")
+                return
         self.legs.append(leg)  # only legs that send an INVITE have a life to end
         remaining = self.ring_deadline - self.ctx.now()
-        leg.start(min(float(leg.forward.timeout), remaining))
+        leg.start(min(float(leg.forward.timeout), remaining), offer)
         self.records.leg_started(leg)
 
     def _release(self, leg: OutboundLeg) -> None:
@@ -170,19 +266,33 @@ class Call:
 
     def leg_ringing(self, leg: OutboundLeg, response: Response) -> None:
         self.records.leg_ringing(leg)
-        if leg is self.current and not self.ended:
+        if leg is not self.current or self.ended:
+            return
+        if self.media is None:
             self.inbound.ring(response)
+        elif self.media.callee_sdp(response.body):  # the callee's early media, bridged
+            self.media.bridge()
+            self._to_caller(183)
+        elif self.inbound.state == "trying":
+            self.inbound.ring(Response(response.status, response.reason, {}))
 
     def leg_answered(self, leg: OutboundLeg, response: Response) -> None:
         self.records.leg_answered(leg)
-        if leg is not self.current or self.ended or self.inbound.state not in ("trying", "early"):
+        waiting = ("trying", "early", *(_ANSWERED if self.media is not None else ()))
+        if leg is not self.current or self.ended or self.inbound.state not in waiting:
             leg.hang_up()  # the caller went away meanwhile
             return
         self.bridged = leg
         self.current = None
-        self.outcome = "answered"
         self.session.callee_answered(response)
-        self.inbound.answer(response)
+        if self.media is None:
+            self.outcome = "answered"
+            self.inbound.answer(response)
+            return
+        leg.relay_ack(None)  # we are the callee's UAC for media: our ACK goes at once
+        self.media.callee_sdp(response.body)
+        self.media.bridge()
+        self._to_caller(200)
 
     def leg_failed(self, leg: OutboundLeg, status: int | None, reason: str | None) -> None:
         outcome = UNREACHABLE if status is None else classify(status)
@@ -216,14 +326,19 @@ class Call:
         self._end_with(outcome, code, reason)
 
     def _end_with(self, outcome: str, status: int, reason: str | None) -> None:
-        self.outcome = outcome
         self.current = None
+        if self.inbound.state in _ANSWERED:  # answered by the engine (announce, menu)
+            self.hang_up(f"{outcome} ({status} {reason or ''})".replace(" )", ")"))
+            return
+        self.outcome = outcome
         self.inbound.reject(status, reason)
 
     # -- what the caller does --------------------------------------------------------------
 
     def caller_acked(self, request: Request) -> None:
-        if self.bridged is not None:
+        if self.media is not None:
+            self.media.caller_answered(request.body)
+        elif self.bridged is not None:
             self.bridged.relay_ack(request)
 
     def caller_cancelled(self) -> None:
@@ -303,6 +418,8 @@ class Call:
         else:
             dialog, transport = self.inbound.dialog, self.inbound.transport
         tag = origin.dialog.local_tag if origin.dialog is not None else ""
+        if self.media is not None and self._media_request(origin, txn, request, tag):
+            return
         if dialog is None or self.ended:
             txn.respond(request.response(481, None, tag))
             return
@@ -354,6 +471,36 @@ class Call:
                 self.send_ack_on(dialog, dialog.ack(out.cseq()[0]), transport=transport)
             else:
                 self.pending_ack = (origin, request.cseq()[0], dialog, out.cseq()[0], transport)
+
+    def _media_request(self, origin: Leg, txn: ServerTxn, request: Request, tag: str) -> bool:
+        """With media anchored: answer offers here, take INFO digits; False to relay as usual."""
+        assert self.media is not None
+        method = request.method
+        from_caller = origin is self.inbound
+        if method == "INFO" and from_caller and self.menu is not None:
+            info = parse_dtmf_relay(request.get("content-type") or "", request.body)
+            if info is not None:
+                txn.respond(request.response(200, None, tag))
+                self.media.info_digit(info.digit)
+                return True
+            return False
+        if method not in ("INVITE", "UPDATE"):
+            return False
+        if not from_caller and self.media.callee is None:
+            txn.respond(request.response(481, None, tag))
+            return True
+        try:
+            body = self.media.reoffer(from_caller, request.body)
+        except SdpError:
+            txn.respond(request.response(488, None, tag))
+            return True
+        response = request.response(200, None, tag)
+        response.headers["contact"] = [self.ctx.contact]
+        response.headers["content-type"] = ["application/sdp"]
+        response.body = body
+        txn.respond(response)
+        self.session.refreshed(CALLER if from_caller else CALLEE)
+        return True
 
     def acked(self, origin: Leg, request: Request) -> None:
         """An ACK inside a dialog: a relayed re-INVITE's, with the answer to carry across."""
@@ -416,6 +563,10 @@ class Call:
             self.ended = True
             if self.current is not None:
                 self.current.hang_up()
+            if self.menu is not None:
+                self.menu.stop()
+            if self.media is not None:
+                self.media.close()
             self.records.caller_ended()
             self.b2bua.forget_dialog(leg.dialog)
         if self.ended and all(leg.state == "ended" for leg in self.legs):

@@ -10,10 +10,13 @@ objects with small interfaces, so tests can hand in fakes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.sip.stack import SipStack
 from engine.sip.transaction import Transport
+
+if TYPE_CHECKING:
+    from engine.calls.media import MediaServices
 
 __all__ = ["CallContext", "CallSettings", "Records", "Sites", "SlotState"]
 
@@ -72,6 +75,7 @@ class CallContext:
     records: Records | None = None
     sites: Sites | None = None
     billing_prefixes: tuple[str, ...] = ()
+    media: MediaServices | None = None  # None: no media plane (trees with media are refused)
 
     @property
     def contact(self) -> str:

@@ -2,9 +2,10 @@
 
 Everything that changes this leg's state is in ``TABLE``. The leg sends the
 INVITE to ``sip:DESTINATION@TRUNK`` with the caller's session description
-untouched, relays provisional responses and the answer to the call, PRACKs
-reliable provisional responses (RFC 3262), and ends with an outcome the call
-turns into the tree's next step: answered, a failure response, a transaction
+untouched (or the engine's own when the call's media is anchored), relays
+provisional responses and the answer to the call, PRACKs reliable
+provisional responses (RFC 3262), and ends with an outcome the call turns
+into the tree's next step: answered, a failure response, a transaction
 failure (Timer B or the transport: unreachable), or a CANCEL (the ring
 timeout, the caller's CANCEL). A CANCEL waits for the first provisional
 response, as RFC 3261 §9.1 requires; a 2xx that crosses it is acknowledged
@@ -67,7 +68,8 @@ class OutboundLeg(Machine):
 
     # -- starting -------------------------------------------------------------------------
 
-    def start(self, ring_time: float) -> None:
+    def start(self, ring_time: float, offer: bytes | None = None) -> None:
+        """Send the INVITE: with the caller's SDP, or ``offer`` when the engine anchors media."""
         ctx = self.call.ctx
         stack = ctx.stack
         caller = self.call.inbound.invite
@@ -95,9 +97,11 @@ class OutboundLeg(Machine):
         reason = _DIVERSION.get(self.path.rsplit(".", 1)[-1], "unconditional")
         if called is not None:
             headers["diversion"] = [f"<sip:{called}@{ctx.trunk_name}>;reason={reason};counter=1"]
-        if caller.body:
-            headers["content-type"] = caller.headers.get("content-type", ["application/sdp"])[:]
-        invite = Request("INVITE", f"sip:{number}@{ctx.trunk_name}", headers, caller.body)
+        body = caller.body if offer is None else offer
+        if body:
+            given = caller.headers.get("content-type") if offer is None else None
+            headers["content-type"] = given[:] if given else ["application/sdp"]
+        invite = Request("INVITE", f"sip:{number}@{ctx.trunk_name}", headers, body)
         self.invite = invite
         self.invite_txn = stack.send_request(invite, ctx.transport, ctx.trunk, self, ctx.local)  # type: ignore[assignment]
         self.ring_timer = stack.timers.call_later(ring_time, self.call.ring_timeout, self)
@@ -131,8 +135,11 @@ class OutboundLeg(Machine):
             self.cancel_reason = reason
         self.handle("cancel")
 
-    def relay_ack(self, request: Request) -> None:
-        """The caller acknowledged our 2xx: acknowledge the callee's, with the ACK's body."""
+    def relay_ack(self, request: Request | None) -> None:
+        """The caller acknowledged our 2xx: acknowledge the callee's, with the ACK's body.
+
+        None when the engine answered the callee's SDP itself (media anchored).
+        """
         self.handle("ack", request)
 
     def hang_up(self) -> None:

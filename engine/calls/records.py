@@ -65,6 +65,14 @@ class CallRecords:
         record.finish(self.call.ctx.now(), outcome, status)
         self._store(record, "leg_ended")
 
+    def caller_answered(self) -> None:
+        """The engine itself answered the caller (an announcement, a menu)."""
+        record = self.caller_record
+        if record is not None and record.answer is None:
+            record.answer = self.call.ctx.now()
+            record.sip_code = 200
+            self._store(record, "leg_updated")
+
     # -- outgoing legs -------------------------------------------------------------
 
     def leg_started(self, leg: OutboundLeg) -> None:

@@ -41,7 +41,7 @@ from engine.sites.prober import SiteProber
 from engine.state.factory import open_state
 from engine.state.leases import LeaseKeeper
 from media.plane import MediaPlane
-from media.prompts import PromptCache, PromptError
+from media.prompts import Prompt, PromptCache, PromptError
 from media.recording import recover_partials
 from routing_trees.source import Problem, SourceError
 from routing_trees.treeset import TreeSet, load_directory
@@ -124,13 +124,16 @@ def serve(config: Config) -> int:
     """Run the engine until stopped; 1 when the configuration cannot be served."""
     _setup_logging(config.log_level)
     mode = config.sip.mode
-    prompts = PromptCache()
+    cache = PromptCache()
+    prompts: dict[str, Prompt] = {}  # the running trees' prompts; replaced with the trees
 
     def load() -> TreeSet:
         trees = load_directory(config.trees, config.profiles() or None)
         _check_servable(trees, mode, config.sip.redirect.unservable)
         if mode == "b2bua":
-            _load_prompts(trees, prompts)
+            loaded = _load_prompts(trees, cache)
+            prompts.clear()
+            prompts.update(loaded)
         return trees
 
     try:
@@ -163,18 +166,25 @@ def _check_servable(trees: TreeSet, mode: str, status: int) -> None:
         raise SourceError(fatal)
 
 
-def _load_prompts(trees: TreeSet, prompts: PromptCache) -> None:
-    """Decode every prompt the trees name now, not on a live call; SourceError if one fails."""
+def _load_prompts(trees: TreeSet, cache: PromptCache) -> dict[str, Prompt]:
+    """Every prompt the trees name, decoded now and not on a live call; SourceError if one fails.
+
+    Calls play from the mapping this returns, which changes only with the
+    trees: a prompt file edited or broken under a running engine changes
+    nothing until a reload validates it.
+    """
     problems: list[Problem] = []
+    loaded: dict[str, Prompt] = {}
     for tree in trees.trees:
         for prompt in tree.tree.prompts.values():
             try:
-                prompts.get(prompt.path)
+                loaded[str(prompt.path)] = cache.get(prompt.path)
             except PromptError as exc:
                 pos = prompt.pos
                 problems.append(Problem(pos.file, pos.line, pos.column, str(exc)))
     if problems:
         raise SourceError(problems)
+    return loaded
 
 
 def _raise_file_limit() -> None:
@@ -199,7 +209,7 @@ def _tune_gc() -> None:
 
 
 def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSet],
-         prompts: PromptCache) -> int:
+         prompts: dict[str, Prompt]) -> int:
     sip = config.sip
     router = Router(trees, mode_of=lambda _customer: "normal")
     trunk_ip = _resolve(sip.trunk[0])  # a trunk that does not resolve is refused at start
@@ -307,7 +317,7 @@ def _b2bua(
     return b2bua
 
 
-def _media(reactor: Any, config: Config, prompts: PromptCache) -> MediaServices:
+def _media(reactor: Any, config: Config, prompts: dict[str, Prompt]) -> MediaServices:
     """The RTP plane, the prompts, and the recordings a crash left unfinished, recovered."""
     settings = config.media
     host = config.sip.listen[0]

@@ -92,7 +92,7 @@ class MediaPlane:
                 self._housekeeping = self.reactor.callLater(HOUSEKEEPING, self._tick)
             return stream
         raise MediaError(
-            f"no free RTP port pair in {self._ports.start}-{self._ports.stop + 1} "
+            f"no free RTP port pair in {self._ports.start}-{self._ports[-1] + 1} "
             f"({len(self._streams)} streams open)"
         )
 

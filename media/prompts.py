@@ -8,7 +8,7 @@ noticed by the cache through its modification time and size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ class Prompt:
     """The samples at 8 kHz, read-only (a prompt is shared by every call playing it)."""
     ulaw: bytes
     alaw: bytes
+    _frames: dict[str, tuple[bytes, ...]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_pcm(cls, name: str, path: Path, pcm: npt.NDArray[np.int16]) -> Prompt:
@@ -55,15 +56,23 @@ class Prompt:
         """Length in seconds."""
         return len(self.pcm) / RATE
 
-    def frames(self, codec: str) -> list[bytes]:
-        """20 ms payloads for ``PCMU`` or ``PCMA``, the last one padded with silence."""
+    def frames(self, codec: str) -> tuple[bytes, ...]:
+        """20 ms payloads for ``PCMU`` or ``PCMA``, the last one padded with silence.
+
+        Cut once per codec and shared: every call playing the prompt sends the same frames.
+        """
+        cached = self._frames.get(codec)
+        if cached is not None:
+            return cached
         if codec not in _SILENCE:
             raise ValueError(f"prompts play as PCMU or PCMA, not {codec}")
         data = self.ulaw if codec == "PCMU" else self.alaw
         if len(data) % FRAME_SAMPLES:
             padding = FRAME_SAMPLES - len(data) % FRAME_SAMPLES
             data += bytes([_SILENCE[codec]]) * padding
-        return [data[i : i + FRAME_SAMPLES] for i in range(0, len(data), FRAME_SAMPLES)]
+        frames = tuple(data[i : i + FRAME_SAMPLES] for i in range(0, len(data), FRAME_SAMPLES))
+        self._frames[codec] = frames
+        return frames
 
 
 def load_prompt(path: Path, name: str = "") -> Prompt:

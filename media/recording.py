@@ -11,11 +11,15 @@ header and only renamed to ``NAME.wav`` once the sizes are right, so a file
 with the final name is always a complete, valid WAV. Audio is buffered in
 memory and handed to the kernel at least every second of audio, so a crash
 of the engine loses at most that second; ``recover_partials`` turns what a
-crash left behind into valid WAVs at the next start.
+crash left behind into valid WAVs at the next start. A writer holds an
+exclusive ``flock`` on its ``.part`` while it writes, and recovery leaves
+locked files alone: several engines may share one ``data_dir``, and one
+starting must not "recover" the live recordings of another.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 from pathlib import Path
@@ -104,6 +108,7 @@ class RecordingWriter:
         self._part = _part_path(path_final)
         # "x": never truncate a partial recording a crash left under the same name.
         self._file: BinaryIO = self._part.open("xb")
+        fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours alone: recovery skips it
         self._file.write(_header(channels, 0))
         self._buffer: list[bytes] = []
         self._buffered_frames = 0
@@ -193,6 +198,10 @@ def recover_partials(directory: Path) -> list[Path]:
     for part in sorted(directory.glob("*.wav.part")):
         final = part.with_name(part.name.removesuffix(".part"))
         with part.open("r+b") as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live recording of another engine on this data_dir
             header = _read_header(file.read(HEADER_SIZE))
             if header is not None:
                 channels, declared = header

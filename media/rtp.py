@@ -54,7 +54,8 @@ def parse_rtp(data: bytes) -> RtpPacket | None:
     offset = 12 + 4 * (first & 0x0F)
     if offset > len(data):
         return None
-    csrcs = struct.unpack_from(f"!{first & 0x0F}I", data, 12)
+    count = first & 0x0F
+    csrcs = struct.unpack_from(f"!{count}I", data, 12) if count else ()  # CC=0: nearly always
     if first & 0x10:  # header extension: 16-bit profile, 16-bit length in words
         if offset + 4 > len(data):
             return None

@@ -13,19 +13,22 @@ time that passed, a new source (prompt start, relay start) sets the
 marker bit. Prompts are paced by the plane's shared 20 ms ``Pacer``.
 
 Symmetric RTP. Parties behind NAT announce an address they cannot be
-reached at, so we send to where their packets come from: the first packet
-after ``configure`` that carries a negotiated payload type latches the
-stream to its source address (a stray packet of another type does not);
-after that, packets from any other address are counted in ``foreign``
-and dropped, so a third party cannot take the stream over. A re-INVITE
-(``configure`` again) opens the latch once more; until the next packet
-arrives we keep sending where we did if the SDP address did not change.
+reached at, so we send to where their packets come from. After
+``configure`` the stream latches to the first packet of a negotiated
+payload type from the SDP address, or, from any other address, to the
+second of two packets in sequence from it (one stray packet cannot steer
+our media; a stray packet of another type never counts). After that,
+packets from any other address are counted in ``foreign`` and dropped. A
+re-INVITE with the same SDP address (a session refresh, hold) keeps the
+latch; a new address opens it again.
 
 Direction. ``direction`` is ours as negotiated (``media.sdp``: the mirror
 of the party's): when the party holds us (its ``sendonly`` or ``inactive``,
 so ours is ``recvonly`` or ``inactive``) or its address is 0.0.0.0, we send
 nothing; prompts keep running silently so their ``on_done`` comes on time.
-Dead media is watched only while the direction is ``sendrecv``.
+Dead media is watched once the call controller asks (``watch_media``: the
+party answered; before that, many phones send nothing) and only while the
+direction is ``sendrecv``.
 
 Digits. RFC 4733 events are reported once per event. When the stream is
 bridged to a peer that negotiated telephone-event and is not playing, the
@@ -116,6 +119,10 @@ class StreamStats:
     """The party's last report block about our stream (its view of loss and jitter)."""
 
 
+def _unbound(data: bytes, addr: Address) -> int:
+    raise MediaError("the stream has no socket yet (MediaPlane.open_stream attaches one)")
+
+
 class _Socket(DatagramProtocol):
     """A plain DatagramProtocol that hands its datagrams to one of the stream's handlers."""
 
@@ -138,6 +145,8 @@ class RtpStream:
         self.rtcp_protocol = _Socket(self._on_rtcp)
         self._rtp_port: Any = None
         self._rtcp_port: Any = None
+        self._rtp_sendto: Callable[[bytes, Address], int] = _unbound
+        self._rtcp_sendto: Callable[[bytes, Address], int] = _unbound
         self.on_digit: Callable[[str, str], None] | None = None
         self.on_dead: Callable[[], None] | None = None
         self.detect_inband = False
@@ -151,8 +160,10 @@ class RtpStream:
         self._rtcp_remote: Address | None = None
         self._latch_pending = False
         self._rtcp_latch_pending = False
+        self._candidate: tuple[Address, int] | None = None  # a NAT source and its next sequence
         self._send_ok = False
         self._expect_media = False
+        self._watching = False
         # Sending.
         self._sender = RtpSender(0, plane.rng)
         self._last_sent_at: float | None = None
@@ -194,6 +205,10 @@ class RtpStream:
         """Hand over the listening ports the plane bound: we send from them and release them."""
         self._rtp_port = rtp_port
         self._rtcp_port = rtcp_port
+        # Straight to the sockets: Twisted's Port.write validates the address on every
+        # packet (a tenth of a bridge's CPU); ours come from SDP or a latch, checked once.
+        self._rtp_sendto = rtp_port.socket.sendto
+        self._rtcp_sendto = rtcp_port.socket.sendto
         self._next_report = self._clock.seconds() + self._plane.report_interval()
 
     @property
@@ -251,9 +266,10 @@ class RtpStream:
         if remote != self._sdp_remote or self._remote is None:
             self._remote = remote
             self._rtcp_remote = None
+            self._latch_pending = True
+            self._rtcp_latch_pending = True
+            self._candidate = None
         self._sdp_remote = remote
-        self._latch_pending = True
-        self._rtcp_latch_pending = True
         self._codec = codec
         self._pt = payload_type
         self._sender.payload_type = payload_type
@@ -266,6 +282,13 @@ class RtpStream:
         self._quiet_since = self._clock.seconds()
         self._dead_reported = False
         self._relay_source = None
+
+    def watch_media(self) -> None:
+        """Start the dead-media check: the party has answered, so it should be sending now."""
+        self._watching = True
+        self._seen = self._received
+        self._quiet_since = self._clock.seconds()
+        self._dead_reported = False
 
     # -- playing ------------------------------------------------------------------------------
 
@@ -371,7 +394,7 @@ class RtpStream:
         assert self._remote is not None
         self._octets_sent += payload_octets
         try:
-            self._rtp_port.write(data, self._remote)
+            self._rtp_sendto(data, self._remote)
         except OSError:
             # A full socket buffer or an unreachable party: RTP is lossy, the next packet retries.
             self.send_errors += 1
@@ -386,10 +409,11 @@ class RtpStream:
             return
         pt = packet.payload_type
         if self._latch_pending:
-            if pt not in (self._pt, self._dtmf_pt):
+            if pt not in (self._pt, self._dtmf_pt) or not self._latches(addr, packet.sequence):
                 self.foreign += 1
                 return
             self._latch_pending = False
+            self._candidate = None
             self._remote = addr
         elif addr != self._remote:
             self.foreign += 1
@@ -417,6 +441,16 @@ class RtpStream:
                 peer._relay_event(packet.ssrc, packet.timestamp, packet.marker, packet.payload)
             elif digit is not None and self.on_digit is not None:
                 self.on_digit(digit, "rfc4733")
+
+    def _latches(self, addr: Address, sequence: int) -> bool:
+        """Whether this packet fixes where we send: see "Symmetric RTP" above."""
+        if addr == self._sdp_remote:
+            return True
+        candidate = self._candidate
+        if candidate is not None and candidate == (addr, sequence):
+            return True
+        self._candidate = (addr, (sequence + 1) & 0xFFFF)
+        return False
 
     def _relay(self, ssrc: int, timestamp: int, marker: bool, codec: str, payload: bytes) -> None:
         """Send a peer's audio packet as ours: our SSRC and sequence, our continuous media clock."""
@@ -518,7 +552,7 @@ class RtpStream:
 
     def housekeeping(self, now: float) -> None:
         """Once a second from the plane: dead-media check and, when due, our RTCP report."""
-        if self._expect_media:
+        if self._expect_media and self._watching:
             if self._received != self._seen:
                 self._seen = self._received
                 self._quiet_since = now
@@ -557,7 +591,7 @@ class RtpStream:
             return
         data = build_compound(self._report(now), self._plane.cname, bye)
         try:
-            self._rtcp_port.write(data, target)
+            self._rtcp_sendto(data, target)
         except OSError:
             self.send_errors += 1
 

@@ -25,8 +25,14 @@ class FakePort:
         self.sent: list[tuple[bytes, tuple[str, int]]] = []
         self.open = True
 
-    def write(self, data: bytes, addr: tuple[str, int]) -> None:
+    @property
+    def socket(self) -> FakePort:
+        """Streams send on the port's socket directly, as on a real Twisted UDP port."""
+        return self
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> int:
         self.sent.append((data, addr))
+        return len(data)
 
     def stopListening(self) -> None:
         self.open = False

@@ -14,7 +14,7 @@ from engine.calls.media import MediaServices
 from engine.config import MediaSettings
 from engine.sip.headers import parse_address
 from engine.sip.message import Request, Response
-from media.prompts import PromptCache
+from media.prompts import load_prompt
 from media.sdp import parse_sdp
 
 PROMPTS = Path(__file__).resolve().parent.parent / "routing_trees" / "examples" / "prompts"
@@ -64,6 +64,7 @@ class FakeStream:
         self.on_done: Callable[[], None] | None = None
         self.bridged_to: FakeStream | None = None
         self.writer: Any = None
+        self.watched = False
         self.closed = False
 
     def configure(self, remote: Any, codec: str, payload_type: int,
@@ -83,6 +84,12 @@ class FakeStream:
 
     def bridge(self, other: Any) -> None:
         self.bridged_to = other
+
+    def unbridge(self) -> None:
+        self.bridged_to = None
+
+    def watch_media(self) -> None:
+        self.watched = True
 
     def record(self, writer: Any) -> None:
         self.writer = writer
@@ -111,7 +118,8 @@ def h(tmp_path: Path) -> Harness:
     (tmp_path / "acme.yaml").write_text(TREE)
     harness = Harness(tmp_path)
     harness.plane = FakePlane()  # type: ignore[attr-defined]
-    harness.ctx.media = MediaServices(harness.plane, PromptCache(),  # type: ignore[attr-defined]
+    prompts = {str(p): load_prompt(p) for p in (tmp_path / "prompts").glob("*.wav")}
+    harness.ctx.media = MediaServices(harness.plane, prompts,  # type: ignore[attr-defined]
                                       MediaSettings(), tmp_path / "recordings")  # fmt: skip
     return harness
 
@@ -269,3 +277,155 @@ def test_dead_media_ends_the_call(h: Harness) -> None:
     assert caller.on_dead is not None
     caller.on_dead()
     assert only(h.to_caller(), "BYE")
+
+
+def test_a_callee_that_fails_after_early_media_is_unbridged_and_closed(h: Harness) -> None:
+    h.caller_sends(h.invite("+3225551235"))
+    caller = streams(h)[0]
+    caller.finish_playing()
+    invite = only(h.to_trunk(), "INVITE")
+    callee = streams(h)[1]
+    h.trunk_answers(invite, 183, SDP_ANSWER)
+    assert caller.bridged_to is callee
+    h.trunk_answers(invite, 486)
+    assert callee.closed and caller.bridged_to is None
+    assert caller.playing is not None  # on_busy: the next announcement
+
+
+def test_the_engine_plays_ringing_tone_behind_a_menu(h: Harness) -> None:
+    from media.ringback import ringback_frames
+
+    h.caller_sends(h.invite("+3225551236"))
+    caller = streams(h)[0]
+    assert caller.on_digit is not None
+    caller.on_digit("1", "rfc4733")
+    invite = only(h.to_trunk(), "INVITE")
+    h.trunk_answers(invite, 180)
+    assert caller.playing == ringback_frames("PCMU")
+    h.trunk_answers(invite, 200, SDP_ANSWER)
+    assert caller.playing is None and caller.bridged_to is streams(h)[1]
+    assert streams(h)[1].watched  # dead media watched once the callee answered
+
+
+def test_recording_starts_at_the_answer_not_in_early_media(h: Harness, tmp_path: Path) -> None:
+    from media.recording import RecordingWriter
+
+    h.ctx.media.recorded = frozenset({"acme"})  # type: ignore[union-attr]
+    h.caller_sends(h.invite("+3225551236"))
+    caller = streams(h)[0]
+    assert caller.on_digit is not None
+    caller.on_digit("1", "rfc4733")
+    invite = only(h.to_trunk(), "INVITE")
+    h.trunk_answers(invite, 183, SDP_ANSWER)
+    assert caller.bridged_to is streams(h)[1] and caller.writer is None  # ringback: not recorded
+    h.trunk_answers(invite, 200, SDP_ANSWER)
+    assert isinstance(caller.writer, RecordingWriter)
+    assert h.b2bua.hang_up_all("test over") == 1  # closes the media: the file is complete
+    assert len(list((tmp_path / "recordings" / "acme").rglob("*.wav"))) == 1
+    assert not list((tmp_path / "recordings").rglob("*.part"))
+
+
+def test_an_unwritable_recordings_folder_does_not_stop_the_call(h: Harness, tmp_path: Path) -> None:
+    h.ctx.media.recorded = frozenset({"acme"})  # type: ignore[union-attr]
+    (tmp_path / "recordings").write_text("a file where the folder should be")
+    h.caller_sends(h.invite("+3225551236"))
+    caller = streams(h)[0]
+    assert caller.on_digit is not None
+    caller.on_digit("1", "rfc4733")
+    invite = only(h.to_trunk(), "INVITE")
+    h.trunk_answers(invite, 200, SDP_ANSWER)
+    assert caller.bridged_to is streams(h)[1] and caller.writer is None
+
+
+def test_refreshes_answered_here_grant_the_session_interval(h: Harness) -> None:
+    h.caller_sends(h.invite("+3225551236"))
+    ok = next(r for r in responses(h) if r.status == 200)
+    tag = tag_of(ok)
+    h.caller_sends(h.caller_in_dialog("ACK", tag, cseq=1, branch="z9hG4bK-ack"))
+    first_version = parse_sdp(ok.body).origin.version
+    refresh = h.caller_in_dialog("INVITE", tag, SDP_OFFER).replace(
+        b"Content-Type", b"Session-Expires: 1800;refresher=uac\r\nSupported: timer\r\nContent-Type")
+    h.caller_sends(refresh)
+    reply = next(r for r in responses(h) if r.status == 200)
+    assert reply.get("session-expires") == "1800;refresher=uac"
+    assert reply.get("require") == "timer"
+    assert parse_sdp(reply.body).origin.version == first_version  # nothing changed
+    update = h.caller_in_dialog("UPDATE", tag).replace(
+        b"Content-Length", b"Session-Expires: 1800\r\nSupported: timer\r\nContent-Length")
+    h.caller_sends(update)
+    reply = next(r for r in responses(h) if r.status == 200)
+    assert reply.body == b"" and reply.get("session-expires") == "1800;refresher=uac"
+    hold = SDP_OFFER.replace(b"t=0 0\r\n", b"t=0 0\r\na=sendonly\r\n")
+    h.caller_sends(h.caller_in_dialog("INVITE", tag, hold))
+    reply = next(r for r in responses(h) if r.status == 200)
+    assert parse_sdp(reply.body).origin.version == first_version + 1  # it changed
+
+
+def test_an_offerless_re_invite_gets_our_sdp_and_its_ack_the_answer(h: Harness) -> None:
+    h.caller_sends(h.invite("+3225551236"))
+    ok = next(r for r in responses(h) if r.status == 200)
+    tag = tag_of(ok)
+    h.caller_sends(h.caller_in_dialog("ACK", tag, cseq=1, branch="z9hG4bK-ack"))
+    h.caller_sends(h.caller_in_dialog("INVITE", tag, cseq=5))
+    reply = next(r for r in responses(h) if r.status == 200)
+    assert reply.body == ok.body
+    moved = SDP_OFFER.replace(b"m=audio 6000", b"m=audio 6100")
+    h.caller_sends(h.caller_in_dialog("ACK", tag, moved, cseq=5, branch="z9hG4bK-ack5"))
+    assert streams(h)[0].configured[-1][0] == ("127.0.0.1", 6100)
+
+
+def test_a_late_offer_caller_hears_the_prompt_once_its_ack_answers(h: Harness) -> None:
+    h.caller_sends(h.invite("+3225551234", body=b""))
+    ok = next(r for r in responses(h) if r.status == 200)
+    assert b"m=audio" in ok.body  # our offer
+    caller = streams(h)[0]
+    assert caller.playing is None  # nowhere to send it yet
+    answer = SDP_OFFER.replace(b"RTP/AVP 0", b"RTP/AVP 8")
+    h.caller_sends(h.caller_in_dialog("ACK", tag_of(ok), answer, cseq=1, branch="z9hG4bK-ack"))
+    assert caller.configured[-1][1] == "PCMA"
+    assert caller.playing is not None and caller.playing[0] != b"\xff" * 160
+
+
+def test_keys_by_info_before_a_menu_are_kept_for_it(tmp_path: Path) -> None:
+    shutil.copytree(PROMPTS, tmp_path / "prompts")
+    (tmp_path / "acme.yaml").write_text(TREE.replace(
+        'do: {announce: closed}',
+        'do: {announce: closed, then: {menu: busy, options: {"2": {reject: 603}}}}'))
+    h = Harness(tmp_path)
+    h.plane = FakePlane()  # type: ignore[attr-defined]
+    prompts = {str(p): load_prompt(p) for p in (tmp_path / "prompts").glob("*.wav")}
+    h.ctx.media = MediaServices(h.plane, prompts, MediaSettings(),  # type: ignore[attr-defined]
+                                tmp_path / "recordings")  # fmt: skip
+    h.caller_sends(h.invite("+3225551234"))
+    ok = next(r for r in responses(h) if r.status == 200)
+    info = h.caller_in_dialog("INFO", tag_of(ok)).replace(
+        b"Content-Length: 0\r\n\r\n",
+        b"Content-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\n"
+        b"Signal=2\r\nDuration=160\r\n",
+    )
+    h.caller_sends(info)
+    assert [r.status for r in responses(h)] == [200]
+    streams(h)[0].finish_playing()  # the announcement ends; the menu takes the "2" at once
+    assert only(h.to_caller(), "BYE")
+
+
+def test_keys_cross_a_bridge_as_info_to_a_callee_without_telephone_event(h: Harness) -> None:
+    h.caller_sends(h.invite("+3225551236"))
+    caller = streams(h)[0]
+    assert caller.on_digit is not None
+    caller.on_digit("1", "rfc4733")
+    invite = only(h.to_trunk(), "INVITE")
+    h.trunk_answers(invite, 200, SDP_ANSWER)  # PCMU only: no telephone-event
+    h.to_trunk()
+    caller.on_digit("7", "inband")
+    info = only(h.to_trunk(), "INFO")
+    assert info.body == b"Signal=7\r\nDuration=160\r\n"
+
+
+def test_dead_media_is_watched_only_once_the_caller_confirmed(h: Harness) -> None:
+    h.caller_sends(h.invite("+3225551236"))
+    ok = next(r for r in responses(h) if r.status == 200)
+    caller = streams(h)[0]
+    assert not caller.watched
+    h.caller_sends(h.caller_in_dialog("ACK", tag_of(ok), cseq=1, branch="z9hG4bK-ack"))
+    assert caller.watched

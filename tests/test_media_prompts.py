@@ -100,7 +100,7 @@ def test_frames_of_exact_and_empty_prompts() -> None:
     exact = Prompt.from_pcm("x", Path("x.wav"), np.arange(320, dtype=np.int16))
     assert [len(f) for f in exact.frames("PCMA")] == [160, 160]
     assert b"".join(exact.frames("PCMA")) == exact.alaw  # no padding when none is needed
-    assert Prompt.from_pcm("x", Path("x.wav"), np.zeros(0, dtype=np.int16)).frames("PCMU") == []
+    assert Prompt.from_pcm("x", Path("x.wav"), np.zeros(0, dtype=np.int16)).frames("PCMU") == ()
     with pytest.raises(ValueError, match="PCMU or PCMA"):
         exact.frames("G722")
 

@@ -159,3 +159,11 @@ def test_never_overwrites_a_part(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         RecordingWriter(tmp_path / "busy.wav", 1)
     assert (tmp_path / "busy.wav.part").read_bytes() == b"left by a crash"
+
+
+def test_recovery_leaves_a_live_recording_alone(tmp_path: Path) -> None:
+    writer = RecordingWriter(tmp_path / "live.wav", 2)  # another engine's call, still going
+    writer.write(_frames(1)[0], None)
+    assert recover_partials(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["live.wav.part"]
+    assert writer.close() == tmp_path / "live.wav"

@@ -144,25 +144,43 @@ def test_hundreds_of_playing_streams_share_two_timers() -> None:
 # -- symmetric RTP and hold --------------------------------------------------------------------
 
 
-def test_the_first_plausible_packet_latches_and_strangers_are_dropped() -> None:
+def test_the_sdp_address_or_two_packets_in_sequence_latch_and_strangers_are_dropped() -> None:
     reactor, _, stream = setup()
     rtp_port = port(reactor, stream)
     rtp_port.deliver(rtp(1, 0, pt=34), OTHER)  # not a negotiated type: no latch
     assert stream.remote == PARTY
     natted = ("198.51.100.7", 61000)
-    rtp_port.deliver(rtp(1, 0), natted)
+    rtp_port.deliver(rtp(1, 0), natted)  # one packet from elsewhere does not steer us
+    assert stream.remote == PARTY
+    rtp_port.deliver(rtp(5, 640), OTHER)  # nor does a stranger's, out of that sequence
+    rtp_port.deliver(rtp(2, 160), natted)
+    assert stream.remote == PARTY  # the stranger broke the candidate's run
+    rtp_port.deliver(rtp(3, 320), natted)  # two in sequence: the party is behind NAT
     assert stream.remote == natted
-    rtp_port.deliver(rtp(2, 160), OTHER)
+    rtp_port.deliver(rtp(4, 480), natted)
+    rtp_port.deliver(rtp(6, 800), OTHER)
+    rtp_port.deliver(rtp(7, 960), OTHER)
     assert stream.remote == natted
-    assert stream.stats.foreign == 2 and stream.stats.packets_received == 1
+    assert stream.stats.packets_received == 2
     stream.play(frames(1))
     run(reactor, 0.02)
     assert rtp_port.sent[-1][1] == natted
-    # A re-INVITE reopens the latch; the same SDP address keeps the latched target meanwhile.
+    # A refresh with the same SDP keeps the latch; a new SDP address opens it again.
     stream.configure(PARTY, "PCMU", 0, 101)
+    rtp_port.deliver(rtp(8, 1120), OTHER)
+    rtp_port.deliver(rtp(9, 1280), OTHER)
     assert stream.remote == natted
-    rtp_port.deliver(rtp(3, 320), OTHER)
-    assert stream.remote == OTHER
+    moved = ("198.51.100.8", 40002)
+    stream.configure(moved, "PCMU", 0, 101)
+    assert stream.remote == moved
+    rtp_port.deliver(rtp(10, 1440), moved)
+    assert stream.remote == moved and stream.stats.packets_received == 3
+
+
+def test_a_packet_from_the_sdp_address_latches_at_once() -> None:
+    reactor, _, stream = setup()
+    port(reactor, stream).deliver(rtp(1, 0), PARTY)
+    assert stream.remote == PARTY and stream.stats.packets_received == 1
 
 
 @pytest.mark.parametrize(
@@ -192,11 +210,15 @@ def test_dead_media_fires_once_after_the_quiet_period_and_rearms_on_traffic() ->
     reactor, _, stream = setup(dead_media=5.0)
     dead: list[float] = []
     stream.on_dead = lambda: dead.append(reactor.seconds())
+    reactor.pump([1.0] * 10)
+    assert dead == []  # not watched before the party answered
+    stream.watch_media()
+    start = reactor.seconds()
     for second in range(4):
         port(reactor, stream).deliver(rtp(second, second * 8000))
         reactor.advance(1.0)
     reactor.pump([1.0] * 12)
-    assert dead == [pytest.approx(9.0, abs=1.0)]
+    assert dead == [pytest.approx(start + 9.0, abs=1.0)]
     port(reactor, stream).deliver(rtp(5, 40000))
     reactor.pump([1.0] * 7)
     assert len(dead) == 2
@@ -205,6 +227,7 @@ def test_dead_media_fires_once_after_the_quiet_period_and_rearms_on_traffic() ->
 def test_no_dead_media_on_hold() -> None:
     reactor, _, stream = setup(dead_media=5.0)
     stream.configure(PARTY, "PCMU", 0, 101, "recvonly")
+    stream.watch_media()
     dead: list[int] = []
     stream.on_dead = lambda: dead.append(1)
     reactor.pump([1.0] * 20)

@@ -165,4 +165,6 @@ class B2bua:
         calls = list(self.calls.values())
         for call in calls:
             call.hang_up(reason)
+            if call.media is not None:
+                call.media.close()  # the reactor stops before the BYEs complete: finish files now
         return len(calls)

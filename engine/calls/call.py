@@ -10,11 +10,14 @@ and requests inside the dialogs (re-INVITE, UPDATE, INFO ...) cross from one
 side to the other with their bodies untouched. Either side's BYE ends both.
 Every leg leaves a call detail record.
 
-``announce`` and ``menu`` anchor the call's media in the engine
-(``engine.calls.media``): the caller is answered with the engine's own SDP
-(an announcement followed by a forward plays as early media, in a 183, so
-the caller is not charged for it), and a forward that follows is dialled
-with the engine's offer and bridged when it answers. With media anchored,
+A call whose rule has an ``announce`` or ``menu`` anywhere in its action,
+or whose customer's calls are recorded, anchors its media in the engine
+from the start (``engine.calls.media``), so the caller sees one SDP, ours,
+whatever branch runs. The caller is answered with it (an announcement whose
+``then`` is a forward plays as early media, in a 183, so the caller is not
+charged for it), every callee is dialled with the engine's offer and
+bridged when it answers, and while a callee rings behind a call the engine
+answered, the engine plays the ringing tone. With media anchored,
 re-INVITEs and UPDATEs are answered by the engine instead of relayed, and an
 outcome with no handler after the caller was answered ends with a BYE.
 """
@@ -36,9 +39,9 @@ from engine.calls.records import CallRecords
 from engine.calls.session import CALLEE, CALLER, SessionTimers, refresh_request
 from engine.sip.message import Request, Response
 from engine.sip.transaction import ServerInvite, ServerNonInvite, Transaction, Transport
-from media.dtmf import parse_dtmf_relay
+from media.dtmf import format_dtmf_relay, parse_dtmf_relay
 from media.sdp import SdpError
-from routing_trees.model import Action, Announce, Forward, Menu, Reject, Split
+from routing_trees.model import Action, Announce, Forward, Menu, Reject, Split, walk
 
 if TYPE_CHECKING:
     from engine.calls.b2bua import B2bua
@@ -54,6 +57,11 @@ Leg = InboundLeg | OutboundLeg
 _REASONS = {NO_ANSWER: "ring timeout", "ring_limit": "ring time limit of the call",
             "cancelled": "cancelled by the caller"}  # fmt: skip
 _ANSWERED = ("answered", "confirmed")
+
+
+def _needs_media(action: Action | None) -> bool:
+    """Whether the engine may have to play or listen somewhere in this action tree."""
+    return action is not None and any(isinstance(a, Announce | Menu) for _, a in walk(action))
 
 
 def _is_ip(host: str) -> bool:
@@ -106,7 +114,13 @@ class Call:
             self.outcome = "rejected"
             self.inbound.reject(422, None, (("min-se", str(min_se)),))
             return
-        self.execute(self.route.decision.action, "")
+        action = self.route.decision.action
+        services = self.ctx.media
+        anchor = services is not None and (self.customer in services.recorded
+                                           or _needs_media(action))  # fmt: skip
+        if anchor and self._anchor() is None:
+            return
+        self.execute(action, "")
 
     def execute(self, action: Action | None, path: str) -> None:
         while isinstance(action, Split):
@@ -156,9 +170,10 @@ class Call:
         """Our SDP to the caller: 183 (early media) or 200, unless it has it already."""
         assert self.media is not None
         state = self.inbound.state
-        if state in _ANSWERED or (status == 183 and state == "early"):
+        if state in _ANSWERED or (status == 183 and self.media.caller_has_sdp):
             return
         source = Response(status, "", {"content-type": ["application/sdp"]}, self.media.caller_sdp)
+        self.media.caller_has_sdp = True
         if status == 183:
             source.reason = "Session Progress"
             self.inbound.ring(source)
@@ -171,7 +186,9 @@ class Call:
         media = self._anchor()
         if media is None:
             return
-        early = isinstance(announce.then, Forward) and self.inbound.state not in _ANSWERED
+        # Early media needs the caller's offer: a late offer's answer would come in a PRACK.
+        early = (isinstance(announce.then, Forward) and self.inbound.state not in _ANSWERED
+                 and bool(self.inbound.invite.body))  # fmt: skip
         self._to_caller(183 if early else 200)
 
         def played() -> None:
@@ -180,7 +197,8 @@ class Call:
             else:
                 self.hang_up("announcement played")
 
-        media.play(announce.prompt_path, played)
+        if not media.play(announce.prompt_path, played):
+            self.hang_up("the announcement's prompt is not loaded")
 
     def _menu(self, menu: Menu, path: str) -> None:
         media = self._anchor()
@@ -193,6 +211,15 @@ class Call:
     def menu_gave_up(self, why: str) -> None:
         self.hang_up(f"menu: {why}, no tries left")
 
+    def send_digit_info(self, digit: str) -> None:
+        """A caller's key towards a bridged callee that has no telephone-event: SIP INFO."""
+        leg = self.bridged or self.current
+        if leg is None or leg.dialog is None:
+            return
+        ctype, body = format_dtmf_relay(digit, 160)
+        request = leg.dialog.request("INFO", body, ctype)
+        self.send_request_on(leg.dialog, request, None)
+
     def _place(self, forward: Forward, path: str) -> None:
         now = self.ctx.now()
         if now >= self.ring_deadline:
@@ -200,10 +227,6 @@ class Call:
             return
         if self.inbound.state == "trying" and not self.placed:
             self.inbound.trying()
-        services = self.ctx.media
-        recorded = services is not None and self.customer in services.recorded
-        if self.media is None and recorded and self._anchor() is None:
-            return  # recorded calls anchor their media to tap it; this one could not
         self.placed += 1
         leg = OutboundLeg(self, self.placed, forward, path)
         self.current = leg
@@ -244,6 +267,8 @@ class Call:
                 offer = self.media.offer_callee()
             except MediaUnavailableError as exc:
                 log.error("call %s: no media port for the callee: %s", self.call_id, exc)
+                if leg.holds_slot:
+                    self._release(leg)
                 self._end_with("failed", 503, "Media Ports Exhausted")
                 return
         self.legs.append(leg)  # only legs that send an INVITE have a life to end
@@ -268,11 +293,14 @@ class Call:
         self.records.leg_ringing(leg)
         if leg is not self.current or self.ended:
             return
-        if self.media is None:
+        media = self.media
+        if media is None:
             self.inbound.ring(response)
-        elif self.media.callee_sdp(response.body):  # the callee's early media, bridged
-            self.media.bridge()
+        elif media.callee_sdp(response.body):  # the callee's early media, bridged
+            media.bridge(answered=False)
             self._to_caller(183)
+        elif media.caller_has_sdp:
+            media.ring()  # the caller hears our stream, not its phone: ring it ourselves
         elif self.inbound.state == "trying":
             self.inbound.ring(Response(response.status, response.reason, {}))
 
@@ -290,8 +318,15 @@ class Call:
             self.inbound.answer(response)
             return
         leg.relay_ack(None)  # we are the callee's UAC for media: our ACK goes at once
-        self.media.callee_sdp(response.body)
-        self.media.bridge()
+        if not self.media.callee_sdp(response.body) and not self.media.callee_configured:
+            log.warning("call %s: the callee answered without usable SDP; hanging it up",
+                        self.call_id)  # fmt: skip
+            self.bridged = None
+            leg.hang_up()
+            self.media.drop_callee()
+            self._end_with("failed", 488, "Not Acceptable Here")
+            return
+        self.media.bridge(answered=True)
         self._to_caller(200)
 
     def leg_failed(self, leg: OutboundLeg, status: int | None, reason: str | None) -> None:
@@ -299,6 +334,8 @@ class Call:
         self.records.leg_failed(leg, outcome, status, reason)
         if leg is not self.current or self.ended:
             return
+        if self.media is not None:
+            self.media.drop_callee()
         if outcome is None:
             assert status is not None
             self._end_with("rejected", status, reason)  # the callee's own answer, as it came
@@ -311,6 +348,8 @@ class Call:
         self.records.leg_failed(leg, outcome, status, _REASONS.get(why, why))
         if leg is not self.current or self.ended:
             return
+        if self.media is not None:
+            self.media.drop_callee()
         if why == "ring_limit":
             self._end_with(NO_ANSWER, 480, "Ring Time Exceeded")
         elif why == NO_ANSWER:
@@ -337,7 +376,8 @@ class Call:
 
     def caller_acked(self, request: Request) -> None:
         if self.media is not None:
-            self.media.caller_answered(request.body)
+            self.media.offer_answered(True, request.body)
+            self.media.caller_confirmed()
         elif self.bridged is not None:
             self.bridged.relay_ack(request)
 
@@ -477,33 +517,37 @@ class Call:
         assert self.media is not None
         method = request.method
         from_caller = origin is self.inbound
-        if method == "INFO" and from_caller and self.menu is not None:
+        if method == "INFO" and from_caller and (self.menu is not None or not self.media.bridged):
             info = parse_dtmf_relay(request.get("content-type") or "", request.body)
-            if info is not None:
-                txn.respond(request.response(200, None, tag))
-                self.media.info_digit(info.digit)
-                return True
-            return False
+            if info is None:
+                return False
+            txn.respond(request.response(200, None, tag))
+            self.media.info_digit(info.digit)  # a menu's, or type-ahead for the next one
+            return True
         if method not in ("INVITE", "UPDATE"):
             return False
         if not from_caller and self.media.callee is None:
             txn.respond(request.response(481, None, tag))
             return True
-        try:
-            body = self.media.reoffer(from_caller, request.body)
-        except SdpError:
-            txn.respond(request.response(488, None, tag))
-            return True
         response = request.response(200, None, tag)
+        if method == "INVITE" or request.body:  # a bodyless UPDATE is a refresh: no SDP back
+            try:
+                body = self.media.reoffer(from_caller, request.body)
+            except SdpError:
+                txn.respond(request.response(488, None, tag))
+                return True
+            response.headers["content-type"] = ["application/sdp"]
+            response.body = body
         response.headers["contact"] = [self.ctx.contact]
-        response.headers["content-type"] = ["application/sdp"]
-        response.body = body
+        self.session.answer_refresh(CALLER if from_caller else CALLEE, request, response)
         txn.respond(response)
-        self.session.refreshed(CALLER if from_caller else CALLEE)
         return True
 
     def acked(self, origin: Leg, request: Request) -> None:
         """An ACK inside a dialog: a relayed re-INVITE's, with the answer to carry across."""
+        if self.media is not None:  # the answer to the offer of a re-INVITE we answered
+            self.media.offer_answered(origin is self.inbound, request.body)
+            return
         pending = self.pending_ack
         if pending is None or pending[0] is not origin or pending[1] != request.cseq()[0]:
             return  # a retransmitted ACK, or one for a 2xx we answered ourselves

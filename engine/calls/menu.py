@@ -5,8 +5,8 @@ barge-in (``media.barge_in``, the default) the first one stops the prompt.
 After the prompt, the caller has ``timeout`` seconds to press a key. A key
 with an option runs that option; a key without one runs ``on_invalid``, or
 counts as a try. A try without a key counts too; after ``retries`` more
-tries the menu runs ``on_timeout`` (or, after invalid keys, ``on_invalid``
-would have run already) or ends the call.
+tries the menu runs ``on_timeout`` when the last try timed out, or ends the
+call (also when the last try was a key with no option and no ``on_invalid``).
 """
 
 from __future__ import annotations
@@ -72,18 +72,18 @@ class MenuRun:
         elif self.menu.on_invalid is not None:
             self._leave(self.menu.on_invalid, "on_invalid")
         else:
-            self._again("no option for key " + digit)
+            self._again("no option for key " + digit, timed_out=False)
         return True
 
     def _timed_out(self) -> None:
         self.timer = None
-        self._again("no key pressed")
+        self._again("no key pressed", timed_out=True)
 
-    def _again(self, why: str) -> None:
+    def _again(self, why: str, timed_out: bool) -> None:
         self.tries += 1
         if self.tries <= self.menu.retries:
             self._prompt()
-        elif self.menu.on_timeout is not None:
+        elif timed_out and self.menu.on_timeout is not None:
             self._leave(self.menu.on_timeout, "on_timeout")
         else:
             self.stop()

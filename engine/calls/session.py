@@ -81,6 +81,21 @@ class SessionTimers:
         else:
             self._refresh_every(CALLER, interval)
 
+    def answer_refresh(self, side: str, request: Request, response: Response) -> None:
+        """Our own 2xx to a re-INVITE or UPDATE (media anchored): grant the interval asked (§9)."""
+        asked = parse_session_expires(request)
+        if asked is None or not _supports_timer(request):
+            self.refreshed(side)
+            return
+        interval, refresher = asked
+        refresher = refresher or "uac"  # unsaid: the one refreshing now goes on doing it
+        response.headers["session-expires"] = [f"{interval};refresher={refresher}"]
+        response.headers["require"] = ["timer"]
+        if refresher == "uac":
+            self._watch(side, interval)
+        else:
+            self._refresh_every(side, interval)
+
     def callee_answered(self, response: Response) -> None:
         granted = parse_session_expires(response)
         if granted is None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["DUPLICATE_WINDOW", "DigitCollector"]
+__all__ = ["DUPLICATE_WINDOW", "TYPE_AHEAD", "DigitCollector"]
+
+TYPE_AHEAD = 32
+"""Digits kept for a menu at most; older ones are dropped (a caller leaning on the keypad)."""
 
 DUPLICATE_WINDOW = 0.1
 """Seconds within which the same key from another source is the same press.
@@ -23,7 +26,7 @@ class DigitCollector:
     """A FIFO of type-ahead digits, with cross-source duplicates removed."""
 
     def __init__(self) -> None:
-        self._queue: deque[str] = deque()
+        self._queue: deque[str] = deque(maxlen=TYPE_AHEAD)
         self._last: tuple[str, str, float] | None = None
 
     def push(self, digit: str, source: str, now: float) -> bool:

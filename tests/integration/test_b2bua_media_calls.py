@@ -187,3 +187,32 @@ def test_a_recorded_call_holds_both_parties(phone: Phone, trunk: Trunk, engine: 
     data, _ = soundfile.read(str(path), dtype="int16")
     assert correlation(data[:, 0], caller_says) > 0.9
     assert correlation(data[:, 1], callee_says) > 0.9
+
+
+def test_a_crash_during_a_recorded_call_leaves_a_part_the_next_start_recovers(
+    serve: Any, trunk: Trunk
+) -> None:
+    customers = {"itest": {"formula": "classic", "options": ["recording"], "numbers": NUMBERS}}
+    server = serve({"media.yaml": tree(NUMBERS, ROUTES, head=HEAD)}, NUMBERS, name="crash",
+                   sip=b2bua(trunk.hostport), files=_files(),
+                   extra={"customers": customers,
+                          "media": {"rtp_ports": [33000, 33099]}})  # fmt: skip
+    phone = Phone(server.sip)
+    try:
+        phone.call(RECORDED, codecs=("PCMU",))
+        time.sleep(0.3)
+        speech = load_prompt(PROMPTS / "closed-nl.wav").pcm[: 8000 * 2]
+        phone.send_audio([ulaw_encode(speech[i:i + 160]) for i in range(0, len(speech), 160)], 0)
+        time.sleep(0.2)  # at least a second of audio has reached the file
+        server.kill()
+    finally:
+        phone.close()
+    folder = server.config.parent / "var" / "recordings" / "itest"
+    assert list(folder.rglob("*.wav.part")) and not list(folder.rglob("*.wav"))
+    restarted = serve.restart(server)
+    restarted.wait_stderr(r"recording .* was left unfinished by a stop; recovered")
+    (path,) = list(folder.rglob("*.wav"))
+    assert not list(folder.rglob("*.part"))
+    data, rate = soundfile.read(str(path), dtype="int16")
+    assert rate == 8000 and len(data) >= 8000  # at least the second that was flushed
+    assert correlation(data[:, 0], speech[: len(data)]) > 0.9

@@ -8,24 +8,25 @@ engine is a back-to-back user agent (two dialogs, two INVITE transactions,
 a call detail record per leg); Kamailio is a stateful record-routing proxy
 (see b2bua_servers.py for both).
 
-For each server: start it pinned to core 0, check that one call goes
-through end to end (and, for the engine, that its call records reach the
-database), warm it up for a second of calls, wait out the warm-up's
-timers, measure its idle CPU, then one step per rate. A step starts a new
-callee SIPp, then the caller's SIPp for ``seconds`` of calls at the rate;
-both SIPp instances are pinned to core 1. The server's CPU is read from
-/proc (utime+stime of its whole process tree) before the caller starts,
-when it exits, and ``settle`` seconds later. The default settle is 64*T1
-(32 s) + the call duration + 2 s = 35 s, because a call's work does not end
-with its last message: the engine keeps the caller's answered INVITE
-transaction (RFC 6026 Timer L), its own INVITE to the callee (Timer M) and
-the BYE's server transaction (Timer J) for 64*T1 after they complete, and
-frees them then (measured: about 7% of the engine's CPU per call happens
-after the run); Kamailio frees its transactions 5 s after their final
-response (``wt_timer``); the call records are committed every 50 ms. CPU
-per call is therefore taken over the run plus the settle time (idle work
-included; the figure with the idle rate taken out is in the JSON), and the
-CPU shares over the run alone.
+For each server (measure.py's sequence, as in the redirect benchmark):
+start it pinned to core 0, check that one call goes through end to end
+(and, for the engine, that its call records reach the database), warm it
+up for a second of calls, wait out the warm-up's timers, measure its idle
+CPU, then one step per rate. A step starts a new callee SIPp, then the
+caller's SIPp for ``seconds`` of calls at the rate; both SIPp instances
+are pinned to core 1. The server's CPU is read from /proc (utime+stime of
+its whole process tree) before the caller starts, when it exits, and
+``settle`` seconds later. The default settle is 64*T1 (32 s) + the call
+duration + 2 s = 35 s, because a call's work does not end with its last
+message: the engine keeps the caller's answered INVITE transaction (RFC
+6026 Timer L), its own INVITE to the callee (Timer M) and the BYE's server
+transaction (Timer J) for 64*T1 after they complete, and frees them then
+(measured: about 7% of the engine's CPU per call happens after the run);
+Kamailio frees its transactions 5 s after their final response
+(``wt_timer``); the call records are committed every 50 ms. CPU per call
+is therefore taken over the run plus the settle time (idle work included;
+the figure with the idle rate taken out is in the JSON), and the CPU
+shares over the run alone.
 
 Before each step a fixed Python loop is timed on core 0
 (``common.core_speed``): this virtual machine's speed moves with its
@@ -42,10 +43,7 @@ counts its own failures (an ACK that never came), reported beside.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,19 +51,15 @@ from pathlib import Path
 from typing import Any
 
 import b2bua_report
-import redirect_report
 from b2bua_servers import B2buaEngine, KamailioProxy
-from common import CLK_TCK, BenchError, Sample, core_speed, machine_load
-from redirect import UDP_KEYS, Server, ServerResult, Step, _idle
-from servers import CALLED, CALLER
-from sipp import Sipp, SippRun, SippUas
+from common import BenchError, Sample, core_speed
+from measure import SERVER_CPU, SIPP_CPU, LoadBenchmark, LoadOptions, Server, ServerResult, Step
+from sipp import SippRun, SippUas
 
 __all__ = ["DEFAULT_RATES", "B2buaResult", "B2buaStep", "Options", "default_settle", "run"]
 
 DEFAULT_RATES = (100, 200, 300, 500, 800, 1000)
 CALL_SECONDS = 1.0
-SERVER_CPU = 0
-SIPP_CPU = 1
 T1 = 0.5  # the engine's (sip.timers.t1, default) and RFC 3261's
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
@@ -76,17 +70,10 @@ def default_settle(call_seconds: float) -> float:
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(LoadOptions):
     rates: tuple[int, ...] = DEFAULT_RATES
-    seconds: float = 10.0
     settle: float = default_settle(CALL_SECONDS)
     call_seconds: float = CALL_SECONDS
-    engine: bool = True
-    kamailio: bool = True
-    kamailio_mem: str = "tlsf"
-    kamailio_children: int = 1
-    fine_clock: bool = True
-    keep: bool = False
 
 
 @dataclass
@@ -99,17 +86,12 @@ class B2buaStep(Step):
     core_speed: float | None = None  # common.core_speed of the server's core before the step
 
     @property
-    def offered(self) -> bool:
-        """SIPp created every call at the rate (within 5%), failed calls included.
+    def offered_rate(self) -> float | None:
+        """The rate SIPp created calls at, failed calls included.
 
         The redirect benchmark dates answers (every call gets one there); here
         a call refused with a 503 has no setup time, so creations are counted.
         """
-        rate = self.offered_rate
-        return self.sipp.not_started == 0 and rate is not None and rate >= 0.95 * self.rate
-
-    @property
-    def offered_rate(self) -> float | None:
         return self.sipp.created_rate or self.sipp.achieved_rate
 
     @property
@@ -136,129 +118,149 @@ class B2buaStep(Step):
 
 
 @dataclass
-class B2buaResult(ServerResult):
+class B2buaResult(ServerResult[B2buaStep]):
     #: What the engine's call-record database holds at the end (engine only).
     records: dict[str, Any] | None = None
     calls_answered: int = 0  # check, warm-up and steps: calls the caller's SIPp completed
 
-    def b2bua_steps(self) -> list[B2buaStep]:
-        return [s for s in self.steps if isinstance(s, B2buaStep)]
 
-    def b2bua_step(self, rate: int) -> B2buaStep | None:
-        step = self.step(rate)
-        return step if isinstance(step, B2buaStep) else None
+class B2bua(LoadBenchmark[B2buaStep, B2buaResult]):
+    """Full calls from the caller's SIPp through the server to the callee's SIPp."""
 
+    title = "B2BUA"
+    kept = "configs, logs, call records, SIPp CSVs"
+    opts: Options
+    uas: SippUas
 
-def _check(server: Server, uac: Sipp, uas: SippUas, opts: Options) -> int:
-    """One call end to end; returns 1 (the calls it completed) or raises BenchError."""
-    uas.start(1, 1, opts.call_seconds, f"{server.name}-check")
-    try:
-        check = uac.run(server.address, 1, 1, f"{server.name}-check")
-    finally:
-        callee = uas.finish(wait=10)
-    if check.successful != 1 or callee.successful != 1:
-        why = next(iter(check.errors), None) or next(iter(callee.errors), None)
-        raise BenchError(
-            f"{server.name} did not carry a check call from the caller's SIPp to the "
-            f"callee's and back (caller: {check.successful} ok, {check.failed} failed; "
-            f"callee: {callee.successful} ok, {callee.failed} failed"
-            + (f"; {why}" if why else "")
-            + ")"
+    def prepare(self, workdir: Path) -> None:
+        self.sipp = self.caller_sipp(
+            workdir,
+            SCENARIOS / "b2bua_uac.xml",
+            None,
+            call_seconds=self.opts.call_seconds,
+            local_ip="127.0.0.1",
         )
-    if isinstance(server, B2buaEngine):
-        time.sleep(0.5)  # two commit intervals
-        legs = _records(server.records).get("legs", 0)
-        if legs < 2:
-            raise BenchError(
-                f"the engine carried the check call but its call records are not in "
-                f"{server.records} ({legs} legs there)"
-            )
-    return 1
-
-
-def _measure(
-    server: Server, uac: Sipp, uas: SippUas, opts: Options, say: Callable[[str], None]
-) -> B2buaResult:
-    """Start, check, warm up and measure one server at every rate; always stop it."""
-    result = B2buaResult(server.name, server.description)
-    try:
-        server.start()
-        result.description = server.description
-        say(
-            f"{server.name}: {server.description}, pinned to core {SERVER_CPU}, on "
-            f"127.0.0.1:{server.address[1]}, trunk (callee SIPp) on 127.0.0.1:{uas.port}"
+        self.uas = SippUas(
+            workdir / "sipp", SCENARIOS / "b2bua_uas.xml", cpu=SIPP_CPU, shim=self.sipp.shim
         )
-        result.calls_answered += _check(server, uac, uas, opts)
-        warm = min(opts.rates)
-        uas.start(warm, warm, opts.call_seconds, f"{server.name}-warmup")
+
+    def engine(self, workdir: Path) -> Server:
+        return B2buaEngine(self.root, workdir, SERVER_CPU, self.uas.address)
+
+    def kamailio(self, workdir: Path) -> Server:
+        opts, trunk = self.opts, self.uas.address
+        return KamailioProxy(workdir, SERVER_CPU, trunk, opts.kamailio_children, opts.kamailio_mem)
+
+    def header(self) -> str:
+        opts = self.opts
+        return (
+            f"\nB2BUA benchmark: rates {', '.join(map(str, opts.rates))} calls/s, "
+            f"{opts.seconds:g} s each, calls of {opts.call_seconds:g} s "
+            f"(+{opts.settle:g} s settle: 64*T1 + the call + 2 s), servers on core {SERVER_CPU}, "
+            f"both SIPp (caller and callee) on core {SIPP_CPU}"
+        )
+
+    def where(self) -> str:
+        return f", trunk (callee SIPp) on 127.0.0.1:{self.uas.port}"
+
+    def new_result(self, server: Server) -> B2buaResult:
+        return B2buaResult(server.name, server.description)
+
+    def measure(self, server: Server) -> B2buaResult:
+        result = super().measure(server)
+        if isinstance(server, B2buaEngine):
+            result.records = _records(server.records)
+        return result
+
+    def warm_up(self, server: Server, result: B2buaResult) -> None:
+        result.calls_answered += self._check(server)
+        warm = min(self.opts.rates)
+        self.uas.start(warm, warm, self.opts.call_seconds, f"{server.name}-warmup")
         try:
-            warmup = uac.run(server.address, warm, warm, f"{server.name}-warmup")
+            warmup = self.sipp.run(server.address, warm, warm, f"{server.name}-warmup")
         finally:
-            uas.finish(wait=opts.settle)
+            self.uas.finish(wait=self.opts.settle)
         result.calls_answered += warmup.successful
-        say(f"{server.name}: warmed up ({warmup.successful} calls), {opts.settle:g} s to settle")
-        time.sleep(opts.settle)
-        result.idle_cpu_us_per_s = _idle(server, 2.0)
-        for rate in opts.rates:
-            step = _step(server, uac, uas, rate, opts, result.idle_cpu_us_per_s)
-            result.steps.append(step)
-            result.calls_answered += step.sipp.successful
-            say(b2bua_report.progress_line(server.name, step))
-            if not server.alive():
-                raise BenchError(f"{server.name} exited during the {rate}/s step")
-    except BenchError as exc:
-        result.error = str(exc)
-        say(f"{server.name}: {exc}")
-    finally:
-        uas.stop()
+        self.say(
+            f"{server.name}: warmed up ({warmup.successful} calls), "
+            f"{self.opts.settle:g} s to settle"
+        )
+
+    def _check(self, server: Server) -> int:
+        """One call end to end; returns 1 (the calls it completed) or raises BenchError."""
+        self.uas.start(1, 1, self.opts.call_seconds, f"{server.name}-check")
+        try:
+            check = self.sipp.run(server.address, 1, 1, f"{server.name}-check")
+        finally:
+            callee = self.uas.finish(wait=10)
+        if check.successful != 1 or callee.successful != 1:
+            why = next(iter(check.errors), None) or next(iter(callee.errors), None)
+            raise BenchError(
+                f"{server.name} did not carry a check call from the caller's SIPp to the "
+                f"callee's and back (caller: {check.successful} ok, {check.failed} failed; "
+                f"callee: {callee.successful} ok, {callee.failed} failed"
+                + (f"; {why}" if why else "")
+                + ")"
+            )
+        if isinstance(server, B2buaEngine):
+            time.sleep(0.5)  # two commit intervals
+            legs = _records(server.records).get("legs", 0)
+            if legs < 2:
+                raise BenchError(
+                    f"the engine carried the check call but its call records are not in "
+                    f"{server.records} ({legs} legs there)"
+                )
+        return 1
+
+    def step(self, server: Server, rate: int, result: B2buaResult) -> B2buaStep:
+        """One run of the caller's SIPp at ``rate`` against a fresh callee, /proc read around it."""
+        calls = self.calls(rate)
+        label = f"{server.name}-{rate}"
+        speed = core_speed(SERVER_CPU)
+        self.uas.start(rate, calls, self.opts.call_seconds, label)
+        uas_pid = self.uas.pid
+        try:
+            before = Sample.take(server.pid)
+            run_ = self.sipp.run(server.address, rate, calls, label)
+            ended = Sample.take(server.pid)
+        except BenchError:
+            self.uas.stop()
+            raise
+        settled_at = ended.at + self.opts.settle
+        callee = self.uas.finish(wait=max(0.1, settled_at - time.monotonic()))
+        time.sleep(max(0.0, settled_at - time.monotonic()))
+        after = Sample.take(server.pid)
+        result.calls_answered += run_.successful
+        return B2buaStep.measured(
+            rate,
+            run_,
+            (before, ended, after),
+            exclude={uas_pid} if uas_pid else (),
+            uas=callee,
+            window_s=after.at - before.at,
+            idle_cpu_us_per_s=result.idle_cpu_us_per_s,
+            core_speed=speed,
+        )
+
+    def stop(self, server: Server) -> None:
+        self.uas.stop()
         server.stop()
-    if isinstance(server, B2buaEngine):
-        result.records = _records(server.records)
-    return result
 
+    def progress_line(self, name: str, step: B2buaStep) -> str:
+        return b2bua_report.progress_line(name, step)
 
-def _step(
-    server: Server, uac: Sipp, uas: SippUas, rate: int, opts: Options, idle: float | None
-) -> B2buaStep:
-    """One run of the caller's SIPp at ``rate`` against a fresh callee, /proc read around it."""
-    calls = max(1, round(rate * opts.seconds))
-    label = f"{server.name}-{rate}"
-    speed = core_speed(SERVER_CPU)
-    uas.start(rate, calls, opts.call_seconds, label)
-    uas_pid = uas.pid
-    try:
-        before = Sample.take(server.pid)
-        run_ = uac.run(server.address, rate, calls, label)
-        ended = Sample.take(server.pid)
-    except BenchError:
-        uas.stop()
-        raise
-    settled_at = ended.at + opts.settle
-    callee = uas.finish(wait=max(0.1, settled_at - time.monotonic()))
-    time.sleep(max(0.0, settled_at - time.monotonic()))
-    after = Sample.take(server.pid)
-    other, top = ended.others_since(before, exclude={uas_pid} if uas_pid else ())
-    wall = ended.at - before.at
-    return B2buaStep(
-        rate=rate,
-        sipp=run_,
-        server_cpu_s=(after.server_ticks - before.server_ticks) / CLK_TCK,
-        run_cpu_s=(ended.server_ticks - before.server_ticks) / CLK_TCK,
-        other_busy_share=other / CLK_TCK / wall * 100 if wall else 0.0,
-        other_top=[(name, ticks / CLK_TCK / wall * 100) for name, ticks in top] if wall else [],
-        udp={k: after.udp.get(k, 0) - before.udp.get(k, 0) for k in UDP_KEYS},
-        uas=callee,
-        window_s=after.at - before.at,
-        idle_cpu_us_per_s=idle,
-        core_speed=speed,
-    )
+    def summarise(self, results: list[B2buaResult], errors: list[str]) -> dict[str, Any]:
+        return b2bua_report.summarise(self.opts, self.sipp, results)
+
+    def render(self, summary: dict[str, Any]) -> str:
+        return b2bua_report.render(summary)
 
 
 def _records(path: Path) -> dict[str, Any]:
     """What the engine's call-record database holds: legs ended, legs still open, rules."""
-    if not path.exists():
-        return {"legs": 0, "open_legs": 0, "rules": {}}
     out: dict[str, Any] = {"legs": 0, "open_legs": 0, "rules": {}}
+    if not path.exists():
+        return out
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
         try:
             out["legs"] = db.execute("SELECT count(*) FROM legs").fetchone()[0]
@@ -278,67 +280,4 @@ def run(
     opts: Options, root: Path, say: Callable[[str], None] = print
 ) -> tuple[dict[str, Any], list[str]]:
     """Measure what ``opts`` asks: the JSON summary, and a sentence per thing that could not run."""
-    if len(os.sched_getaffinity(0)) < 2:
-        return {}, ["the B2BUA benchmark needs two cores (server on core 0, SIPp on core 1)"]
-    workdir = Path(tempfile.mkdtemp(prefix="vms-bench-b2bua-"))
-    try:
-        return _run(opts, root, workdir, say)
-    finally:
-        if opts.keep:
-            say(f"work files (configs, logs, call records, SIPp CSVs) kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _run(
-    opts: Options, root: Path, workdir: Path, say: Callable[[str], None]
-) -> tuple[dict[str, Any], list[str]]:
-    errors: list[str] = []
-    try:
-        (workdir / "sipp").mkdir()
-        uac = Sipp(
-            workdir / "sipp",
-            SCENARIOS / "b2bua_uac.xml",
-            None,
-            service=CALLED,
-            caller=CALLER,
-            cpu=SIPP_CPU,
-            fine_clock=opts.fine_clock,
-            call_seconds=opts.call_seconds,
-            local_ip="127.0.0.1",
-        )
-        uas = SippUas(workdir / "sipp", SCENARIOS / "b2bua_uas.xml", cpu=SIPP_CPU, shim=uac.shim)
-    except BenchError as exc:
-        return {"error": str(exc)}, [str(exc)]
-    say(
-        f"\nB2BUA benchmark: rates {', '.join(map(str, opts.rates))} calls/s, "
-        f"{opts.seconds:g} s each, calls of {opts.call_seconds:g} s "
-        f"(+{opts.settle:g} s settle: 64*T1 + the call + 2 s), servers on core {SERVER_CPU}, "
-        f"both SIPp (caller and callee) on core {SIPP_CPU}"
-    )
-    load, busiest = machine_load(1.0)
-    if load >= redirect_report.OTHER_BUSY:
-        names = "; ".join(f"{name} {pct:.0f}%" for name, pct in busiest)
-        say(
-            f"warning: before the benchmark, other processes keep {load:.0f}% of a core busy "
-            f"({names}); figures will be disturbed"
-        )
-    servers: list[Server] = []
-    if opts.engine:
-        servers.append(B2buaEngine(root, workdir, SERVER_CPU, uas.address))
-    if opts.kamailio:
-        servers.append(
-            KamailioProxy(
-                workdir, SERVER_CPU, uas.address, opts.kamailio_children, opts.kamailio_mem
-            )
-        )
-    results = []
-    for server in servers:
-        result = _measure(server, uac, uas, opts, say)
-        results.append(result)
-        if result.error:
-            errors.append(result.error)
-    summary = b2bua_report.summarise(opts, uac, results)
-    say("")
-    say(b2bua_report.render(summary))
-    return summary, errors
+    return B2bua(opts, root, say).run()

@@ -7,8 +7,9 @@ so that all of its processes can be stopped by its id, the CPU time of a
 server's whole process tree read from /proc (Kamailio forks several
 processes, Python may start threads), the kernel's UDP counters (drops
 there look like a slow server but are not), how busy the machine was
-besides (another process on a pinned core skews every figure), and plain
-text tables. Nothing here asserts: the runner prints figures.
+besides (another process on a pinned core skews every figure), plain text
+tables, and the keys every JSON summary starts with. Nothing here asserts:
+the runner prints figures.
 """
 
 from __future__ import annotations
@@ -20,20 +21,27 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "CLK_TCK",
     "BenchError",
+    "Column",
     "ManagedProcess",
     "Sample",
+    "column",
     "core_speed",
     "cpu_snapshot",
     "free_port",
     "machine_load",
     "percentile",
+    "rows_table",
+    "start_logged",
+    "summary_head",
     "table",
     "tree_cpu_ticks",
     "tree_runtime_ns",
@@ -103,6 +111,29 @@ def wait_until(
     raise BenchError(f"{what}: not ready after {timeout:.0f} s{tail}")
 
 
+def start_logged(
+    argv: Sequence[str],
+    log: Path,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    new_session: bool = False,
+) -> subprocess.Popen[bytes]:
+    """``argv`` started in ``cwd`` with no input, all its output in ``log`` (OSError if it cannot).
+
+    ``new_session``: in a session of its own, so that its whole group can be signalled.
+    """
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+            env=env,
+        )
+
+
 class ManagedProcess:
     """A server process started in its own session, its output in a log file.
 
@@ -116,16 +147,7 @@ class ManagedProcess:
         self.argv = list(argv)
         self.log = log
         try:
-            with log.open("wb") as out:
-                self.popen = subprocess.Popen(
-                    self.argv,
-                    cwd=cwd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    env=env,
-                )
+            self.popen = start_logged(self.argv, log, cwd, env, new_session=True)
         except OSError as exc:
             raise BenchError(f"cannot start {self.argv[0]}: {exc.strerror}") from None
 
@@ -281,6 +303,31 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         ).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+#: A column of a table printed from JSON rows: its header, and its cell in one row.
+Column = tuple[str, Callable[[Mapping[str, Any]], str]]
+
+
+def column(header: str, key: str, fmt: Callable[[Any], str] = str) -> Column:
+    """The column that shows ``row[key]`` through ``fmt``."""
+    return header, lambda row: fmt(row[key])
+
+
+def rows_table(columns: Sequence[Column], rows: Sequence[Mapping[str, Any]]) -> str:
+    """:func:`table` of rows as a summary saves them, so that the text never disagrees with it."""
+    return table(
+        [header for header, _ in columns], [[cell(r) for _, cell in columns] for r in rows]
+    )
+
+
+def summary_head(benchmark: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The keys a JSON summary starts with: which benchmark ran, when, with what options."""
+    return {
+        "benchmark": benchmark,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "options": options,
+    }
 
 
 @dataclass(frozen=True)

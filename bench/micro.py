@@ -29,12 +29,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import tree_micro
-from common import BenchError
+from common import BenchError, summary_head
 from redirect_report import TREE_TARGET_US
 
 __all__ = ["PARTS", "Options", "headlines", "render", "run"]
@@ -70,6 +69,11 @@ def _number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
+def _figures(match: re.Match[str], *but: str) -> dict[str, float]:
+    """Every named group of ``match`` but ``but``, as numbers: the groups bear their JSON keys."""
+    return {name: _number(text) for name, text in match.groupdict().items() if name not in but}
+
+
 # -- floods.py -----------------------------------------------------------------------------
 
 _FLOODS = {
@@ -97,14 +101,17 @@ def floods(bench: Path, quick: bool) -> dict[str, Any]:
 # -- cdr_write.py --------------------------------------------------------------------------
 
 _SUSTAINED = re.compile(
-    r"^sustained: (?P<legs>[\d,]+) legs/s .*?\((?P<calls>[\d,]+) calls/s of 2 legs\).*?"
-    r"\((?P<rows>[\d,]+) rows per commit, commit max (?P<max>[\d.]+) ms\)",
+    r"^sustained: (?P<legs_per_s>[\d,]+) legs/s .*?\((?P<calls_per_s>[\d,]+) calls/s of 2 "
+    r"legs\).*?\((?P<rows_per_commit>[\d,]+) rows per commit, commit max "
+    r"(?P<commit_max_ms>[\d.]+) ms\)",
     re.MULTILINE,
 )
 _PACED = re.compile(
-    r"^\s*(?P<rate>\d+) calls/s .*?leg_\* call p50 (?P<api50>[\d.]+) µs, p99 (?P<api99>[\d.]+) "
-    r"µs, max (?P<apimax>[\d.]+) µs .*?commit p50 (?P<c50>[\d.]+) ms, p99 (?P<c99>[\d.]+) ms, "
-    r"max (?P<cmax>[\d.]+) ms \((?P<commits>[\d,]+) commits, (?P<rows>[\d,]+) rows each\)",
+    r"^\s*(?P<rate>\d+) calls/s .*?leg_\* call p50 (?P<leg_call_p50_us>[\d.]+) µs, p99 "
+    r"(?P<leg_call_p99_us>[\d.]+) µs, max (?P<leg_call_max_us>[\d.]+) µs .*?commit p50 "
+    r"(?P<commit_p50_ms>[\d.]+) ms, p99 (?P<commit_p99_ms>[\d.]+) ms, max "
+    r"(?P<commit_max_ms>[\d.]+) ms \((?P<commits>[\d,]+) commits, (?P<rows_per_commit>[\d,]+) "
+    r"rows each\)",
     re.MULTILINE,
 )
 
@@ -114,23 +121,9 @@ def cdr_write(bench: Path, quick: bool) -> dict[str, Any]:
     output = _script(bench, "cdr_write", ["--seconds", str(seconds)], pinned=True)
     out: dict[str, Any] = {"seconds": seconds, "sustained": None, "paced": {}, "output": output}
     if m := _SUSTAINED.search(output):
-        out["sustained"] = {
-            "legs_per_s": _number(m["legs"]),
-            "calls_per_s": _number(m["calls"]),
-            "rows_per_commit": _number(m["rows"]),
-            "commit_max_ms": _number(m["max"]),
-        }
+        out["sustained"] = _figures(m)
     for m in _PACED.finditer(output):
-        out["paced"][m["rate"]] = {
-            "leg_call_p50_us": _number(m["api50"]),
-            "leg_call_p99_us": _number(m["api99"]),
-            "leg_call_max_us": _number(m["apimax"]),
-            "commit_p50_ms": _number(m["c50"]),
-            "commit_p99_ms": _number(m["c99"]),
-            "commit_max_ms": _number(m["cmax"]),
-            "commits": _number(m["commits"]),
-            "rows_per_commit": _number(m["rows"]),
-        }
+        out["paced"][m["rate"]] = _figures(m, "rate")
     if out["sustained"] is None and not out["paced"]:
         raise BenchError("bench/cdr_write.py ran but printed no figure this runner can read")
     return out
@@ -139,8 +132,8 @@ def cdr_write(bench: Path, quick: bool) -> dict[str, Any]:
 # -- state_acquire.py ----------------------------------------------------------------------
 
 _PAIRS = re.compile(
-    r"^(?P<label>\S.*?)\s+p50\s+(?P<p50>[\d.]+) µs\s+p99\s+(?P<p99>[\d.]+) µs\s+"
-    r"(?P<rate>[\d.]+) pairs/s\s+\((?P<pairs>\d+) pairs\)",
+    r"^(?P<label>\S.*?)\s+p50\s+(?P<p50_us>[\d.]+) µs\s+p99\s+(?P<p99_us>[\d.]+) µs\s+"
+    r"(?P<pairs_per_s>[\d.]+) pairs/s\s+\((?P<pairs>\d+) pairs\)",
     re.MULTILINE,
 )
 _REDIS_TIME = re.compile(r"^redis-server time per command \(µs\): (?P<rest>.*)$", re.MULTILINE)
@@ -151,9 +144,7 @@ def state_acquire(bench: Path, quick: bool) -> dict[str, Any]:
     output = _script(bench, "state_acquire", ["--pairs", str(pairs)], pinned=False)
     cases = {
         m["label"].strip(): {
-            "p50_us": _number(m["p50"]),
-            "p99_us": _number(m["p99"]),
-            "pairs_per_s": _number(m["rate"]),
+            **_figures(m, "label", "pairs"),
             "pairs": int(m["pairs"]),
         }
         for m in _PAIRS.finditer(output)
@@ -196,11 +187,7 @@ def run(
 ) -> tuple[dict[str, Any], list[str]]:
     bench = root / "bench"
     errors: list[str] = []
-    summary: dict[str, Any] = {
-        "benchmark": "micro",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "options": {"parts": list(opts.parts), "quick": opts.quick},
-    }
+    summary = summary_head("micro", {"parts": list(opts.parts), "quick": opts.quick})
     say(f"\nmicro-benchmarks: {', '.join(opts.parts)}")
     for part in opts.parts:
         say(f"running bench/{part}.py ...")

@@ -43,14 +43,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import BenchError, Sample, free_port, table
+from common import BenchError, Column, Sample, column, free_port, rows_table, summary_head
 
 __all__ = ["Options", "headlines", "render", "run"]
 
@@ -271,12 +270,23 @@ def receiver(port: int) -> None:
             "streams": len(by_ssrc),
             "packets": len(got),
             "lost": lost,
-            "p50_ms": float(np.percentile(every, 50)) if len(every) else None,
-            "p99_ms": float(np.percentile(every, 99)) if len(every) else None,
-            "max_ms": float(every[-1]) if len(every) else None,
+            **_spread(every),
             "within_2ms": float(np.mean(every <= SCHEDULE_MS)) if len(every) else None,
         }
     )
+
+
+def _spread(ordered: Any) -> dict[str, float | None]:
+    """p50, p99 and max of a sorted array of milliseconds (None when it is empty)."""
+    import numpy as np
+
+    if not len(ordered):
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None}
+    return {
+        "p50_ms": float(np.percentile(ordered, 50)),
+        "p99_ms": float(np.percentile(ordered, 99)),
+        "max_ms": float(ordered[-1]),
+    }
 
 
 def generator(port: int) -> None:
@@ -351,9 +361,7 @@ def generator(port: int) -> None:
             "sent": sent,
             "received": received,
             "lost": lost,
-            "p50_ms": float(np.percentile(every, 50)) if len(every) else None,
-            "p99_ms": float(np.percentile(every, 99)) if len(every) else None,
-            "max_ms": float(every[-1]) if len(every) else None,
+            **_spread(every),
             "jitter_p99_ms": float(np.percentile(jitter, 99)) if len(jitter) else None,
         }
     )
@@ -424,8 +432,7 @@ def prompt_step(streams: int, seconds: float) -> dict[str, Any]:
         others = _others(before, [peer.pid, engine.pid])
     finally:
         _end(peer, *([engine] if engine else []))
-    clean = got["lost"] == 0 and got["p99_ms"] is not None and got["p99_ms"] <= CLEAN_P99_MS
-    clean = clean and got["streams"] == streams
+    clean = _clean(got) and got["streams"] == streams
     return {
         "streams": streams,
         **got,
@@ -460,7 +467,7 @@ def bridge_step(pairs: int, seconds: float) -> dict[str, Any]:
     finally:
         _end(engine, *([peer] if peer else []))
     streams = 2 * pairs
-    clean = got["lost"] == 0 and got["p99_ms"] is not None and got["p99_ms"] <= CLEAN_P99_MS
+    clean = _clean(got)
     return {
         "pairs": pairs,
         **got,
@@ -472,6 +479,11 @@ def bridge_step(pairs: int, seconds: float) -> dict[str, Any]:
         "others_pct": others,
         "clean": clean,
     }
+
+
+def _clean(got: dict[str, Any]) -> bool:
+    """No packet lost and a p99 within the target: a step the next one may build on."""
+    return got["lost"] == 0 and got["p99_ms"] is not None and got["p99_ms"] <= CLEAN_P99_MS
 
 
 def _largest_clean(steps: list[dict[str, Any]], key: str) -> int | None:
@@ -487,11 +499,9 @@ def run(
     seconds = 3.0 if opts.quick else opts.seconds
     schedule_seconds = 15.0 if opts.quick else opts.schedule_seconds
     problems: list[str] = []
-    summary: dict[str, Any] = {
-        "benchmark": "media",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "options": {**asdict(opts), "seconds": seconds, "schedule_seconds": schedule_seconds},
-    }
+    summary = summary_head(
+        "media", {**asdict(opts), "seconds": seconds, "schedule_seconds": schedule_seconds}
+    )
     if not PROMPT.exists():
         return summary, [f"the prompt {PROMPT} is missing"]
     say(f"\nmedia: schedule ({opts.schedule_streams} streams, {schedule_seconds:g} s)")
@@ -543,6 +553,35 @@ def _row_bridge(s: dict[str, Any]) -> str:
     )
 
 
+def _pct(value: float) -> str:
+    return f"{value:.0f}"
+
+
+_ENGINE = column("engine %", "engine_cpu_pct", _pct)
+
+
+def _columns(count: str, *middle: Column) -> list[Column]:
+    """A part's step table: the count, its latencies, the part's own columns, everyone else."""
+    latencies = [column(f"{q} ms", f"{q}_ms", _ms) for q in ("p50", "p99", "max")]
+    return [column(count, count), *latencies, *middle, column("other %", "others_pct", _pct)]
+
+
+_PROMPT_COLUMNS = _columns(
+    "streams",
+    ("% ≤2 ms", lambda s: f"{100 * (s['within_2ms'] or 0):.3f}"),
+    column("lost", "lost"),
+    _ENGINE,
+)
+_BRIDGE_COLUMNS = _columns(
+    "pairs",
+    column("jitter p99", "jitter_p99_ms", _ms),
+    ("lost/sent", lambda s: f"{s['lost']}/{s['sent']}"),
+    _ENGINE,
+    column("% per stream", "engine_cpu_pct_per_stream", lambda v: f"{v:.3f}"),
+    column("µs/packet", "engine_us_per_relayed_packet", lambda v: f"{v:.1f}"),
+)
+
+
 def render(summary: dict[str, Any]) -> str:
     """The steps of each part as tables, then the headlines."""
     out = []
@@ -550,44 +589,11 @@ def render(summary: dict[str, Any]) -> str:
     prompts += (summary.get("prompts") or {}).get("steps", [])
     if prompts:
         out.append("Paced prompt streams (deviation from t_first + n × 20 ms at the receiver)")
-        rows = [
-            [
-                str(s["streams"]),
-                _ms(s["p50_ms"]),
-                _ms(s["p99_ms"]),
-                _ms(s["max_ms"]),
-                f"{100 * (s['within_2ms'] or 0):.3f}",
-                str(s["lost"]),
-                f"{s['engine_cpu_pct']:.0f}",
-                f"{s['others_pct']:.0f}",
-            ]
-            for s in prompts
-        ]
-        heads = ["streams", "p50 ms", "p99 ms", "max ms", "% ≤2 ms", "lost", "engine %", "other %"]
-        out.append(table(heads, rows))
+        out.append(rows_table(_PROMPT_COLUMNS, prompts))
     bridge = (summary.get("bridge") or {}).get("steps", [])
     if bridge:
         out.append("\nBridged calls (relay latency generator → engine → generator)")
-        rows = [
-            [
-                str(s["pairs"]),
-                _ms(s["p50_ms"]),
-                _ms(s["p99_ms"]),
-                _ms(s["max_ms"]),
-                _ms(s["jitter_p99_ms"]),
-                f"{s['lost']}/{s['sent']}",
-                f"{s['engine_cpu_pct']:.0f}",
-                f"{s['engine_cpu_pct_per_stream']:.3f}",
-                f"{s['engine_us_per_relayed_packet']:.1f}",
-                f"{s['others_pct']:.0f}",
-            ]
-            for s in bridge
-        ]
-        heads = [
-            "pairs", "p50 ms", "p99 ms", "max ms", "jitter p99", "lost/sent",
-            "engine %", "% per stream", "µs/packet", "other %",
-        ]  # fmt: skip
-        out.append(table(heads, rows))
+        out.append(rows_table(_BRIDGE_COLUMNS, bridge))
     out += ["", *headlines(summary)]
     return "\n".join(out)
 

@@ -11,7 +11,8 @@ exit status. It never asserts on a figure: exit 0 whenever everything ran,
 whatever the figures say; exit 1, with the reasons on stderr, when
 something could not run. Later benchmarks (ACM) join ``BENCHMARKS``
 the same way, each in its own module with its helpers shared through
-common.py and sipp.py.
+common.py and sipp.py (and, for those that measure servers under SIPp
+load, measure.py, report.py and servers.py).
 """
 
 from __future__ import annotations
@@ -77,20 +78,17 @@ def _parser() -> argparse.ArgumentParser:
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--engine-only", action="store_true", help="measure the engine only")
     who.add_argument("--kamailio-only", action="store_true", help="measure Kamailio only")
-    parser.add_argument(
-        "--rates",
-        type=_rates,
-        default=redirect.DEFAULT_RATES,
-        help="redirect: calls per second, one SIPp run each (default: "
-        f"{','.join(map(str, redirect.DEFAULT_RATES))})",
-    )
-    parser.add_argument(
-        "--b2bua-rates",
-        type=_rates,
-        default=b2bua.DEFAULT_RATES,
-        help="B2BUA: calls per second, one SIPp run each (default: "
-        f"{','.join(map(str, b2bua.DEFAULT_RATES))})",
-    )
+    for flag, mode, rates in (
+        ("--rates", "redirect", redirect.DEFAULT_RATES),
+        ("--b2bua-rates", "B2BUA", b2bua.DEFAULT_RATES),
+    ):
+        parser.add_argument(
+            flag,
+            type=_rates,
+            default=rates,
+            help=f"{mode}: calls per second, one SIPp run each (default: "
+            f"{','.join(map(str, rates))})",
+        )
     parser.add_argument(
         "--call-seconds",
         type=float,
@@ -150,18 +148,25 @@ def _seconds(args: argparse.Namespace) -> float:
 Summaries = dict[str, dict[str, Any]]
 
 
+def _load(args: argparse.Namespace) -> dict[str, Any]:
+    """The options the redirect and the B2BUA benchmarks share."""
+    return {
+        "seconds": _seconds(args),
+        "engine": not args.kamailio_only,
+        "kamailio": not args.engine_only,
+        "kamailio_mem": args.kamailio_mem,
+        "kamailio_children": max(1, args.kamailio_children),
+        "fine_clock": not args.no_fine_clock,
+        "keep": args.keep,
+    }
+
+
 def _redirect(args: argparse.Namespace, done: Summaries) -> tuple[dict[str, Any], list[str]]:
     options = redirect.Options(
         rates=args.rates,
-        seconds=_seconds(args),
         settle=max(0.0, args.settle),
-        engine=not args.kamailio_only,
-        kamailio=not args.engine_only,
-        kamailio_mem=args.kamailio_mem,
-        kamailio_children=max(1, args.kamailio_children),
-        fine_clock=not args.no_fine_clock,
         tree_eval=not args.no_tree_eval,
-        keep=args.keep,
+        **_load(args),
     )
     return redirect.run(options, ROOT)
 
@@ -170,16 +175,7 @@ def _b2bua(args: argparse.Namespace, done: Summaries) -> tuple[dict[str, Any], l
     call = max(0.0, args.call_seconds)
     settle = b2bua.default_settle(call) if args.b2bua_settle is None else args.b2bua_settle
     options = b2bua.Options(
-        rates=args.b2bua_rates,
-        seconds=_seconds(args),
-        settle=max(0.0, settle),
-        call_seconds=call,
-        engine=not args.kamailio_only,
-        kamailio=not args.engine_only,
-        kamailio_mem=args.kamailio_mem,
-        kamailio_children=max(1, args.kamailio_children),
-        fine_clock=not args.no_fine_clock,
-        keep=args.keep,
+        rates=args.b2bua_rates, settle=max(0.0, settle), call_seconds=call, **_load(args)
     )
     return b2bua.run(options, ROOT)
 

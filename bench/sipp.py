@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from common import BenchError, free_port, udp_bound
+from common import BenchError, free_port, start_logged, udp_bound
 
 __all__ = ["Sipp", "SippRun", "SippUas", "coarse_clock_resolution_ms", "prepare_scenario"]
 
@@ -278,26 +278,17 @@ class Sipp:
             argv += ["-d", str(round(self.call_seconds * 1000))]
         if self.local_ip is not None:
             argv += ["-i", self.local_ip]
-        env = None if self.shim is None else {**os.environ, "LD_PRELOAD": str(self.shim)}
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
-        with (rundir / "sipp.out").open("wb") as out:
-            process = subprocess.Popen(
-                argv,
-                cwd=rundir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-            try:
-                status = process.wait(due + RECV_TIMEOUT_MS / 1000 + 30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                raise BenchError(
-                    f"SIPp did not finish its {rate}/s run in time (see {rundir})"
-                ) from None
+        process = _start(argv, rundir, self.shim)
+        try:
+            status = process.wait(due + RECV_TIMEOUT_MS / 1000 + 30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise BenchError(
+                f"SIPp did not finish its {rate}/s run in time (see {rundir})"
+            ) from None
         wall = time.monotonic() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if status not in (0, 1):  # 0: every call succeeded, 1: some failed
@@ -375,15 +366,10 @@ class SippUas:
             "-trace_stat", "-stf", str(rundir / "stat.csv"), "-fd", "1",
             "-trace_err", "-error_file", str(rundir / "errors.log"),
         ]  # fmt: skip
-        env = None if self.shim is None else {**os.environ, "LD_PRELOAD": str(self.shim)}
-        with (rundir / "sipp.out").open("wb") as out:
-            try:
-                self._process = subprocess.Popen(
-                    argv, cwd=rundir, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                )  # fmt: skip
-            except OSError as exc:
-                raise BenchError(f"cannot start the callee SIPp: {exc.strerror}") from None
+        try:
+            self._process = _start(argv, rundir, self.shim, new_session=True)
+        except OSError as exc:
+            raise BenchError(f"cannot start the callee SIPp: {exc.strerror}") from None
         self._rundir, self._planned, self._rate = rundir, calls, rate
         self._deadline = time.monotonic() + due + 15
         bound_by = time.monotonic() + 10
@@ -434,6 +420,14 @@ class SippUas:
                 os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
             self._process = None
+
+
+def _start(
+    argv: list[str], rundir: Path, shim: Path | None, new_session: bool = False
+) -> subprocess.Popen[bytes]:
+    """SIPp started in ``rundir``, its output in sipp.out, on the fine clock shim if any."""
+    env = None if shim is None else {**os.environ, "LD_PRELOAD": str(shim)}
+    return start_logged(argv, rundir / "sipp.out", rundir, env, new_session)
 
 
 def _read_stat(path: Path, rate: int, planned: int) -> SippRun:

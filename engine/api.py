@@ -1,50 +1,35 @@
-"""The engine's HTTP face: health and the OpenAPI document (contract.md, "HTTP").
+"""The engine's HTTP face (contract.md, "HTTP"): health, the OpenAPI document, /api/v1.
 
 ``GET /api/health`` answers 200 ``{"status": "ok"}`` once the engine takes
 calls (its SIP ports are open) and 503 ``{"status": "starting"}`` before.
-The rest of the API will live under ``/api/v1/``, described at
-``/api/openapi.json``.
+The customer API lives under ``/api/v1/`` (engine/api_v1.py), described at
+``/api/openapi.json`` (engine/api_openapi.py).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-__all__ = ["OPENAPI", "build_site"]
+from engine.api_openapi import OPENAPI
+from engine.api_v1 import V1
 
-OPENAPI: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {"title": "VMS engine API", "version": "0.1.0"},
-    "paths": {
-        "/api/health": {
-            "get": {
-                "summary": "Whether the engine takes calls",
-                "responses": {
-                    "200": {
-                        "description": "The engine takes calls",
-                        "content": {"application/json": {"schema": {
-                            "type": "object",
-                            "properties": {"status": {"const": "ok"}},
-                            "required": ["status"],
-                        }}},
-                    },
-                    "503": {"description": "Still starting"},
-                },
-            }
-        }
-    },
-}  # fmt: skip
+if TYPE_CHECKING:
+    from engine.config import Config
+    from engine.modes.store import ModeChange, ModeStore
+
+__all__ = ["OPENAPI", "build_site"]
 
 
 class _Json(Resource):
     isLeaf = True  # noqa: N815 - Twisted's name
 
     def __init__(self, body: Any) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.data = json.dumps(body).encode()
 
     def render_GET(self, request: Any) -> bytes:  # noqa: N802 - Twisted's name
@@ -55,8 +40,8 @@ class _Json(Resource):
 class _Health(Resource):
     isLeaf = True  # noqa: N815 - Twisted's name
 
-    def __init__(self, ready: Any) -> None:
-        super().__init__()
+    def __init__(self, ready: Callable[[], bool]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
         self.ready = ready
 
     def render_GET(self, request: Any) -> bytes:  # noqa: N802
@@ -68,13 +53,30 @@ class _Health(Resource):
         return b'{"status": "starting"}'
 
 
-def build_site(ready: Any) -> Site:
-    """The HTTP site; ``ready()`` says whether the engine takes calls."""
-    root = Resource()
-    api = Resource()
+def build_site(
+    ready: Callable[[], bool],
+    config: Config | None = None,
+    store: ModeStore | None = None,
+    on_change: Callable[[ModeChange], None] | None = None,
+    reactor: Any = None,
+) -> Site:
+    """The HTTP site; ``ready()`` says whether the engine takes calls.
+
+    ``/api/v1`` needs ``config`` (the customers and their token hashes) and
+    ``store``; without them it answers 503. ``on_change`` hears of every
+    mode change made through the API, after the store has it.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as default  # noqa: PLC0415 - installed late
+
+        reactor = default
+    # Twisted's resources are untyped, and mypy cannot see that they provide IResource.
+    root: Any = Resource()  # type: ignore[no-untyped-call]
+    api: Any = Resource()  # type: ignore[no-untyped-call]
     root.putChild(b"api", api)
     api.putChild(b"health", _Health(ready))
     api.putChild(b"openapi.json", _Json(OPENAPI))
-    site = Site(root)
+    api.putChild(b"v1", V1(reactor, config, store, on_change))
+    site = Site(root)  # type: ignore[no-untyped-call]
     site.displayTracebacks = False
     return site

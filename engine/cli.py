@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from engine.config import Config, load_config, parse_hostport
 from engine.passwords import hash_password
@@ -77,8 +78,55 @@ def _parser() -> argparse.ArgumentParser:
     sites.add_argument("--config", required=True, help="configuration file (YAML)")
     sites.add_argument("--json", action="store_true", help="one JSON object")
 
+    _mode_parsers(sub)
+
     sub.add_parser("passwd", help="read a password on stdin, print its hash for the config")
     return parser
+
+
+def _mode_parsers(sub: Any) -> None:
+    """``vms drs``, ``vms continuity``, ``vms number`` (engine/modes/command.py)."""
+
+    def customer_command(parent: Any, name: str, text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=text, description=text)
+        p.add_argument("--customer", required=True, help="customer id, as in the configuration")
+        p.add_argument("--config", required=True, help="configuration file (YAML)")
+        p.add_argument("--json", action="store_true", help="one JSON object")
+        p.set_defaults(days=None, until=None)  # the options of activate and on
+        return p
+
+    drs = sub.add_parser("drs", help="a customer's DRS state, shared by every engine")
+    drs_sub = drs.add_subparsers(dest="action", required=True)
+    customer_command(drs_sub, "status", "print the customer's mode and when it ends")
+    activate = customer_command(
+        drs_sub, "activate", "switch the customer to DRS: its trees' 'mode: drs' rules apply "
+        "in every engine within a second, until drs.max_days (or --days) from now")
+    activate.add_argument("--days", type=float, metavar="N",
+                          help="end DRS after N days (at most drs.max_days)")
+    customer_command(drs_sub, "deactivate", "switch a customer in DRS back to normal")
+    audit = drs_sub.add_parser(
+        "audit", help="every DRS password attempt and mode change, oldest first")
+    audit.add_argument("--config", required=True, help="configuration file (YAML)")
+    audit.add_argument("--customer", help="only this customer's entries")
+    audit.add_argument("--json", action="store_true", help="one JSON object")
+
+    cont = sub.add_parser("continuity", help="a customer's Voice Continuity, shared by engines")
+    cont_sub = cont.add_subparsers(dest="action", required=True)
+    on = customer_command(
+        cont_sub, "on", "switch the customer to Voice Continuity: its trees' 'mode: continuity' "
+        "rules apply in every engine within a second")
+    on.add_argument("--until", metavar="ISO8601",
+                    help="switch it off by itself then, e.g. 2026-12-01T18:00:00Z (naive = UTC)")
+    customer_command(cont_sub, "off", "switch a customer in Voice Continuity back to normal")
+    customer_command(cont_sub, "status", "print the customer's mode and when it ends")
+
+    numbers = sub.add_parser("number", help="numbers ported away to another operator")
+    numbers_sub = numbers.add_subparsers(dest="action", required=True)
+    for action, text in (("port-out", "stop serving a number at once (its calls get 404)"),
+                         ("port-in", "serve a number ported away again")):
+        p = numbers_sub.add_parser(action, help=text, description=text)
+        p.add_argument("number", help="a number of a customer, in any accepted form")
+        p.add_argument("--config", required=True, help="configuration file (YAML)")
 
 
 def _load(path: str) -> Config | None:
@@ -170,6 +218,27 @@ def _cdr_export(args: argparse.Namespace) -> int:
         return 1
 
 
+def _modes(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    from engine.modes import command  # noqa: PLC0415 - only these commands need it
+
+    out, err = sys.stdout, sys.stderr
+    if args.command == "number":
+        return command.number(config, args.action, args.number, out, err)
+    if args.command == "continuity":
+        return command.continuity(config, args.action, args.customer, args.until, args.json,
+                                  out, err)  # fmt: skip
+    if args.action != "audit":
+        return command.drs(config, args.action, args.customer, args.days, args.json, out, err)
+    try:
+        return command.audit(config, args.customer, args.json, out, err)
+    except BrokenPipeError:  # `| head`: stop quietly, as for `vms cdr export`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
 def _passwd(_args: argparse.Namespace) -> int:
     if sys.stdin.isatty():
         password = getpass.getpass("Password: ")
@@ -196,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from engine.sites.command import run as sites  # noqa: PLC0415 - only this command
 
         return sites(args.config, args.json, sys.stdout, sys.stderr)
+    if args.command in ("drs", "continuity", "number"):
+        return _modes(args)
     return _passwd(args)
 
 

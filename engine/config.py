@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from engine.calls.context import CallSettings
 from engine.floods import RESPONSES, FloodSettings, RateLimit
@@ -21,11 +22,30 @@ from engine.passwords import is_hash
 from engine.sip.peers import LOOPBACK
 from engine.sites.health import EVERYTHING, Site
 from engine.state.url import parse_state_url
+from media.formats import prompt_format_problem
 from routing_trees.model import CustomerProfile
-from routing_trees.numbers import number_kind, prefix_to_e164, to_e164
-from routing_trees.source import Checker, Node, ScalarNode, SourceError, load_yaml
+from routing_trees.numbers import (
+    NUMBER_FLAGS,
+    flag_problem,
+    prefix_to_e164,
+    serving_problem,
+    to_e164,
+)
+from routing_trees.source import (
+    Checker,
+    MappingNode,
+    Node,
+    ScalarNode,
+    SequenceNode,
+    SourceError,
+    describe,
+    did_you_mean,
+    load_yaml,
+)
 
 __all__ = [
+    "DRS_PROMPT_DIR",
+    "DRS_PROMPT_KEYS",
     "BillingSettings",
     "Config",
     "Customer",
@@ -35,6 +55,7 @@ __all__ = [
     "RedirectSettings",
     "SipSettings",
     "Site",
+    "SmtpSettings",
     "load_config",
     "parse_hostport",
 ]
@@ -42,6 +63,12 @@ __all__ = [
 HostPort = tuple[str, int]
 MODES = ("redirect", "b2bua")
 _TOP = "the configuration"
+#: What the DRS phone service says, one prompt per key (``drs.prompts``).
+DRS_PROMPT_KEYS = ("customer_number", "password", "activated", "already_active", "deactivated",
+                   "wrong_password", "locked", "goodbye")  # fmt: skip
+#: The shipped DRS prompts, ``KEY.wav`` (English, made with espeak-ng; see DEVELOPERS.md):
+#: what a key left out of ``drs.prompts`` plays.
+DRS_PROMPT_DIR = Path(__file__).resolve().parents[1] / "media" / "prompts" / "drs"
 
 
 @dataclass(frozen=True)
@@ -91,6 +118,18 @@ class Customer:
     drs_password: str | None = None
     #: ``customers.ID.floods.per_number``: this customer's per-number call-rate limit.
     floods: RateLimit | None = None
+    #: E-mail addresses told when DRS or Voice Continuity is switched on, off, or expires.
+    contacts: tuple[str, ...] = ()
+    #: Hash (``vms passwd``) of the customer's API token: the token itself is never stored.
+    api_token: str | None = None
+    #: The customer's own legal entity, the holder of its numbers unless one says otherwise.
+    legal_entity: str | None = None
+    #: Number -> the legal entity holding it: affiliated entities share one customer, and
+    #: rerouting is billed to the holder (requirements.md, "Numbers and traffic").
+    holders: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: Numbers ported away to another operator: still listed (trees keep validating), no
+    #: longer served.
+    ported: frozenset[str] = frozenset()
 
     def profile(self) -> CustomerProfile:
         return CustomerProfile(self.id, self.formula, self.options, frozenset(self.numbers))
@@ -121,6 +160,24 @@ class MediaSettings:
     recording_channels: str = "stereo"
 
 
+@dataclass(frozen=True, kw_only=True)
+class SmtpSettings:
+    """``smtp:``: the server that e-mails customers' contacts about their mode changes."""
+
+    host: str
+    port: int = 25
+    #: The From address (``from`` in the file).
+    sender: str
+    username: str | None = None
+    #: Kept out of repr, so a logged configuration does not show it.
+    password: str | None = field(default=None, repr=False)
+    starttls: bool = False
+
+
+def _default_drs_prompts() -> Mapping[str, Path]:
+    return MappingProxyType({key: DRS_PROMPT_DIR / f"{key}.wav" for key in DRS_PROMPT_KEYS})
+
+
 @dataclass(frozen=True)
 class Config:
     file: Path
@@ -138,6 +195,11 @@ class Config:
     billing: BillingSettings = field(default_factory=BillingSettings)
     calls: CallSettings = field(default_factory=CallSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    smtp: SmtpSettings | None = None
+    #: Every DRS_PROMPT_KEYS key -> its file: ``drs.prompts``, else the shipped one.
+    drs_prompts: Mapping[str, Path] = field(default_factory=_default_drs_prompts)
+    #: ``drs.lockout``: wrong passwords before the phone path locks, and for how many minutes.
+    drs_lockout: tuple[int, float] = (3, 15.0)
 
     def profiles(self) -> dict[str, CustomerProfile]:
         return {cid: c.profile() for cid, c in self.customers.items()}
@@ -242,7 +304,9 @@ def load_config(path: Path | str) -> Config:
             "listen": lambda n2, w2: r.hostport(n2, w2, 8080)}),
         "drs": lambda n, w: r.section(n, w, {
             "service_number": lambda n2, w2: _number(r, n2, w2),
-            "max_days": lambda n2, w2: c.integer(n2, w2, 1, 366)}),
+            "max_days": lambda n2, w2: c.integer(n2, w2, 1, 366),
+            "prompts": lambda n2, w2: _drs_prompts(r, n2, w2),
+            "lockout": lambda n2, w2: _lockout(r, n2, w2)}),
         "customers": lambda n, w: _customers(r, n, w),
         "log": lambda n, w: r.section(n, w, {
             "level": lambda n2, w2: r.choice(n2, w2, ("debug", "info", "warning", "error"))}),
@@ -252,6 +316,7 @@ def load_config(path: Path | str) -> Config:
             "other_operator_prefixes": lambda n2, w2: _prefixes(r, n2, w2)}),
         "calls": lambda n, w: _calls(r, n, w),
         "media": lambda n, w: _media(r, n, w),
+        "smtp": lambda n, w: _smtp(r, n, w),
     })  # fmt: skip
     if (isinstance(root, ScalarNode) or "trees" not in top) and not c.problems:
         c.problem(root, "the configuration lacks the required key 'trees'")
@@ -290,6 +355,9 @@ def load_config(path: Path | str) -> Config:
         billing=BillingSettings(**top.get("billing", {})),
         calls=top.get("calls", CallSettings()),
         media=top.get("media", MediaSettings()),
+        smtp=top.get("smtp"),
+        drs_prompts=MappingProxyType({**_default_drs_prompts(), **drs.get("prompts", {})}),
+        drs_lockout=drs.get("lockout", (3, 15.0)),
     )
 
 
@@ -313,6 +381,91 @@ def _number(r: _Reader, node: Node, what: str) -> str | None:
     if e164 is None:
         r.check.problem(node, f"{what}: '{text}' is not a phone number (E.164, 00.. or 0..)")
     return e164
+
+
+def _drs_prompts(r: _Reader, node: Node, what: str) -> dict[str, Path]:
+    """Prompt files by key, each checked now: a caller must never meet a missing prompt."""
+
+    def prompt(n: Node, w: str) -> Path | None:
+        text = r.check.string(n, w)
+        if text is None:
+            return None
+        path = (r.base / text).resolve()
+        # The engine's own announcements: telephony-ready files play as they are too.
+        problem = prompt_format_problem(path, text, telephony=True)
+        if problem is not None:
+            r.check.problem(n, f"{w}: {problem}")
+            return None
+        return path
+
+    return r.section(node, what, dict.fromkeys(DRS_PROMPT_KEYS, prompt))
+
+
+def _lockout(r: _Reader, node: Node, what: str) -> tuple[int, float]:
+    c = r.check
+    values = r.section(node, what, {
+        "attempts": lambda n, w: c.integer(n, w, 1, 100),
+        "minutes": lambda n, w: c.number(n, w, 0.1),
+    })  # fmt: skip
+    return values.get("attempts", 3), values.get("minutes", 15.0)
+
+
+def _smtp(r: _Reader, node: Node, what: str) -> SmtpSettings | None:
+    c = r.check
+    readers: dict[str, Callable[[Node, str], Any]] = {
+        "host": lambda n, w: _host(r, n, w),
+        "port": lambda n, w: c.integer(n, w, 1, 65535),
+        "from": lambda n, w: _email(r, n, w),
+        "username": c.string,
+        "password": c.string,
+        "starttls": c.boolean,
+    }
+    fields = c.mapping(node, what, allowed=readers, required=("host", "from"))
+    if fields is None:
+        return None
+    values = {key: readers[key](value, f"{what}.{key}") for key, (_, value) in fields.items()}
+    for given, missing in (("username", "password"), ("password", "username")):
+        if given in fields and missing not in fields:
+            c.problem(fields[given][0], f"{what}.{given} needs {what}.{missing}: give both "
+                                        "to log in, or neither")  # fmt: skip
+            return None
+    if None in values.values() or not {"host", "from"} <= values.keys():
+        return None
+    values["sender"] = values.pop("from")
+    return SmtpSettings(**values)
+
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+#: An address as SMTP takes it without extensions (RFC 5321 dot-atom local part, ASCII
+#: domain of two labels or more): what the mailer can deliver, not every RFC 5322 form.
+_EMAIL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+")
+
+
+def _host(r: _Reader, node: Node, what: str) -> str | None:
+    text = r.check.string(node, what)
+    if text is None:
+        return None
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        if _HOST.fullmatch(text) is None or len(text) > 253:
+            r.check.problem(node, f"{what}: '{text}' is not a host name or IP address "
+                                  "(the port goes in its own key)")  # fmt: skip
+            return None
+    return text
+
+
+def _email(r: _Reader, node: Node, what: str) -> str | None:
+    text = r.check.string(node, what)
+    if text is None:
+        return None
+    if _EMAIL.fullmatch(text) is None or len(text) > 254:
+        r.check.problem(node, f"{what}: '{text}' is not an e-mail address "
+                              "(expected name@domain, e.g. noc@example.com)")  # fmt: skip
+        return None
+    return text
 
 
 def _sip(r: _Reader, node: Node, what: str) -> SipSettings | None:
@@ -460,11 +613,23 @@ def _customers(r: _Reader, node: Node, what: str) -> dict[str, Customer]:
     return out
 
 
+_CUSTOMER_KEYS = ("formula", "options", "numbers", "customer_number", "drs_password", "floods",
+                  "contacts", "api_token", "legal_entity")  # fmt: skip
+_NUMBER_KEYS = ("number", "holder", "ported", "flags")
+
+
+class _Number(NamedTuple):
+    """One entry of ``customers.ID.numbers`` as read: a plain number or a mapping."""
+
+    node: Node
+    e164: str
+    holder: str | None
+    ported: bool
+
+
 def _customer(r: _Reader, cid: str, node: Node, what: str) -> Customer | None:
     c = r.check
-    fields = c.mapping(node, what, allowed=(
-        "formula", "options", "numbers", "customer_number", "drs_password", "floods"),
-        required=("formula", "numbers"))  # fmt: skip
+    fields = c.mapping(node, what, allowed=_CUSTOMER_KEYS, required=("formula", "numbers"))
     if fields is None:
         return None
     if "floods" in fields:
@@ -483,33 +648,112 @@ def _customer(r: _Reader, cid: str, node: Node, what: str) -> Customer | None:
                 c.problem(item, f"{what}: the {formula} formula does not offer the '{text}' option")
             else:
                 options.add(text)
-    numbers: list[str] = []
-    if "numbers" in fields:
-        for item, text in c.strings(fields["numbers"][1], f"{what} numbers") or []:
-            e164 = to_e164(text)
-            if e164 is None:
-                c.problem(item, f"{what}: '{text}' is not a phone number")
-            elif (kind := number_kind(e164)).name != "GEOGRAPHIC":
-                c.problem(item, f"{what}: {e164} is {kind.description}; "
-                                "VMS serves geographic numbers only")  # fmt: skip
-            else:
-                numbers.append(e164)
+    numbers = _customer_numbers(r, fields["numbers"][1], what) if "numbers" in fields else []
     customer_number = None
     if "customer_number" in fields:
         customer_number = c.string(fields["customer_number"][1], f"{what} customer_number")
         if customer_number is not None and not customer_number.isdigit():
             c.problem(fields["customer_number"][1],
                       f"{what}: customer_number must be digits (it is keyed on a phone)")
-    drs_password = None
-    if "drs_password" in fields:
-        drs_password = c.string(fields["drs_password"][1], f"{what} drs_password")
-        if drs_password is not None and not is_hash(drs_password):
-            c.problem(fields["drs_password"][1],
-                      f"{what}: drs_password must be a hash made by `vms passwd`, not a password")
+    drs_password = _hash(r, fields, "drs_password", what, "a password")
+    api_token = _hash(r, fields, "api_token", what, "a token")
+    legal_entity = c.string(fields["legal_entity"][1], f"{what} legal_entity") \
+        if "legal_entity" in fields else None  # fmt: skip
+    contacts = _contacts(r, fields["contacts"][1], what) if "contacts" in fields else ()
     if formula is None:
         return None  # the other fields were still checked; load_config raises anyway
-    return Customer(cid, formula, frozenset(options), tuple(numbers), customer_number,
-                    drs_password)  # fmt: skip
+    holder = legal_entity or cid
+    return Customer(
+        cid, formula, frozenset(options), tuple(n.e164 for n in numbers), customer_number,
+        drs_password, contacts=contacts, api_token=api_token, legal_entity=legal_entity,
+        holders=MappingProxyType({n.e164: n.holder or holder for n in numbers}),
+        ported=frozenset(n.e164 for n in numbers if n.ported),
+    )  # fmt: skip
+
+
+def _hash(
+    r: _Reader, fields: dict[str, tuple[ScalarNode, Node]], key: str, what: str, plain: str
+) -> str | None:
+    """A secret as ``vms passwd`` hashes it; the plain secret must never sit in the file."""
+    if key not in fields:
+        return None
+    node = fields[key][1]
+    text = r.check.string(node, f"{what} {key}")
+    if text is not None and not is_hash(text):
+        r.check.problem(node, f"{what}: {key} must be a hash made by `vms passwd`, not {plain}")
+        return None
+    return text
+
+
+def _contacts(r: _Reader, node: Node, what: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for item, _ in r.check.strings(node, f"{what} contacts") or []:
+        address = _email(r, item, f"{what} contacts")
+        if address in out:
+            r.check.problem(item, f"{what} contacts: {address} is listed twice")
+        elif address is not None:
+            out.append(address)
+    return tuple(out)
+
+
+def _customer_numbers(r: _Reader, node: Node, what: str) -> list[_Number]:
+    """The numbers in any accepted form, each once, each one VMS may serve."""
+    in_list = isinstance(node, SequenceNode)
+    label = f"each entry of {what} numbers" if in_list else f"{what} numbers"
+    out: list[_Number] = []
+    first: dict[str, Node] = {}
+    for item in node.value if in_list else [node]:
+        number = _customer_number(r, item, what, label)
+        if number is None:
+            continue
+        if number.e164 in first:
+            line = first[number.e164].start_mark.line + 1
+            r.check.problem(number.node, f"{what}: number {number.e164} is listed twice "
+                                         f"(first on line {line})")  # fmt: skip
+            continue
+        first[number.e164] = number.node
+        out.append(number)
+    return out
+
+
+def _customer_number(r: _Reader, item: Node, what: str, label: str) -> _Number | None:
+    """``"+32..."`` or ``{number, holder, ported, flags}``."""
+    c = r.check
+    fields: dict[str, tuple[ScalarNode, Node]] = {}
+    if isinstance(item, MappingNode):
+        found = c.mapping(item, f"a number of {what}", allowed=_NUMBER_KEYS, required=("number",))
+        if found is None or "number" not in found:
+            return None
+        fields = found
+        item = fields["number"][1]
+    elif not isinstance(item, ScalarNode):
+        c.problem(item, f"{label} must be a number or a mapping {{number, holder, ported, "
+                        f"flags}}, not {describe(item)}")  # fmt: skip
+        return None
+    text = c.string(item, label)
+    if text is None:
+        return None
+    e164 = to_e164(text)
+    if e164 is None:
+        c.problem(item, f"{what}: '{text}' is not a phone number")
+        return None
+    problem = serving_problem(e164)
+    if problem is not None:
+        c.problem(item, f"{what}: {problem}")
+        return None
+    about = f"{what} number {e164}"
+    holder = c.string(fields["holder"][1], f"{about} holder") if "holder" in fields else None
+    ported = c.boolean(fields["ported"][1], f"{about} ported") if "ported" in fields else False
+    flags = (c.strings(fields["flags"][1], f"{about} flags") or []) if "flags" in fields else []
+    for flag_node, flag in flags:
+        if flag in NUMBER_FLAGS:
+            c.problem(flag_node, f"{what}: {flag_problem(e164, flag)}")
+        else:
+            c.problem(flag_node, f"{about}: unknown flag '{flag}'{did_you_mean(flag, NUMBER_FLAGS)}"
+                                 f" (flags: {', '.join(NUMBER_FLAGS)})")  # fmt: skip
+    if flags or ("holder" in fields and holder is None) or ported is None:
+        return None
+    return _Number(item, e164, holder, ported)
 
 
 _SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

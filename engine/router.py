@@ -69,11 +69,18 @@ class Route(NamedTuple):
 
 
 class Router:
-    """Looks a called number up in the current trees and evaluates the call."""
+    """Looks a called number up in the current trees and evaluates the call.
 
-    def __init__(self, trees: TreeSet, mode_of: Callable[[str], str]) -> None:
+    ``ported(number)`` says whether a number was ported away: it is then not
+    served any more (404), from the moment it is marked, without a restart.
+    """
+
+    def __init__(self, trees: TreeSet, mode_of: Callable[[str], str],
+                 ported: Callable[[str], bool] | None = None) -> None:  # fmt: skip
         self.trees = trees
         self.mode_of = mode_of
+        self.ported = ported
+        self.on_ported: Callable[[str], None] | None = None  # told of each call refused so
 
     def route(self, request: Request, now: float) -> Route | None:
         """None when no tree serves the called number (the caller gets 404)."""
@@ -82,6 +89,10 @@ class Router:
             return None
         tree = self.trees.lookup(called)
         if tree is None:
+            return None
+        if self.ported is not None and self.ported(called):
+            if self.on_ported is not None:
+                self.on_ported(called)
             return None
         facts = Facts(caller_number(request), called, now, self.mode_of(tree.customer))
         return Route(tree, facts, tree.evaluate(facts))

@@ -15,7 +15,7 @@ import resource
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,11 @@ from engine.calls.media import MediaServices
 from engine.cdr.store import CdrStore
 from engine.config import Config
 from engine.floods import FloodGuard
+from engine.modes.store import ModeStoreError
 from engine.redirect import RedirectService
 from engine.router import Router
 from engine.servable import unservable
+from engine.services import Services, drs_prompt_paths
 from engine.sip.overload import Overload
 from engine.sip.peers import PeerFilter
 from engine.sip.stack import SipStack
@@ -126,12 +128,13 @@ def serve(config: Config) -> int:
     mode = config.sip.mode
     cache = PromptCache()
     prompts: dict[str, Prompt] = {}  # the running trees' prompts; replaced with the trees
+    drs_prompts = drs_prompt_paths(config) if config.drs_service_number else {}
 
     def load() -> TreeSet:
         trees = load_directory(config.trees, config.profiles() or None)
         _check_servable(trees, mode, config.sip.redirect.unservable)
         if mode == "b2bua":
-            loaded = _load_prompts(trees, cache)
+            loaded = _load_prompts(trees, cache, drs_prompts)
             prompts.clear()
             prompts.update(loaded)
         return trees
@@ -166,12 +169,13 @@ def _check_servable(trees: TreeSet, mode: str, status: int) -> None:
         raise SourceError(fatal)
 
 
-def _load_prompts(trees: TreeSet, cache: PromptCache) -> dict[str, Prompt]:
-    """Every prompt the trees name, decoded now and not on a live call; SourceError if one fails.
+def _load_prompts(trees: TreeSet, cache: PromptCache,
+                  services: Mapping[str, str]) -> dict[str, Prompt]:  # fmt: skip
+    """Every prompt the trees and the DRS service use, decoded now and not on a live call.
 
     Calls play from the mapping this returns, which changes only with the
     trees: a prompt file edited or broken under a running engine changes
-    nothing until a reload validates it.
+    nothing until a reload validates it. SourceError when one fails.
     """
     problems: list[Problem] = []
     loaded: dict[str, Prompt] = {}
@@ -182,6 +186,11 @@ def _load_prompts(trees: TreeSet, cache: PromptCache) -> dict[str, Prompt]:
             except PromptError as exc:
                 pos = prompt.pos
                 problems.append(Problem(pos.file, pos.line, pos.column, str(exc)))
+    for role, path in services.items():
+        try:
+            loaded[path] = cache.get(path)
+        except PromptError as exc:
+            problems.append(Problem(path, 1, 1, f"the DRS service's '{role}' prompt: {exc}"))
     if problems:
         raise SourceError(problems)
     return loaded
@@ -211,7 +220,13 @@ def _tune_gc() -> None:
 def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSet],
          prompts: dict[str, Prompt]) -> int:
     sip = config.sip
-    router = Router(trees, mode_of=lambda _customer: "normal")
+    try:
+        services = Services(reactor, config)
+    except (OSError, ModeStoreError) as exc:
+        print(f"vms: cannot open the mode store in {config.data_dir}: {exc}", file=sys.stderr)
+        return 1
+    router = Router(trees, mode_of=services.watcher.mode_of, ported=services.ported)
+    router.on_ported = services.refused_ported
     trunk_ip = _resolve(sip.trunk[0])  # a trunk that does not resolve is refused at start
     stack = SipStack(reactor, None, peers=PeerFilter(sip.peers), t1=sip.t1, t2=sip.t2,  # type: ignore[arg-type]
                      t4=sip.t4, retry_after=sip.overload.retry_after)  # fmt: skip
@@ -232,7 +247,8 @@ def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSe
             listen_tcp(reactor, tcp, host, port, sip.reuse_port)
             transports["tcp"] = tcp
         what, host, port = "the portal (HTTP)", config.portal[0], config.portal[1]
-        reactor.listenTCP(port, build_site(lambda: ready), interface=host)
+        site = build_site(lambda: ready, config, services.store, on_change=services.changed)
+        reactor.listenTCP(port, site, interface=host)
     except (OSError, CannotListenError) as exc:
         print(_listen_error(what, host, port, exc), file=sys.stderr)
         return 1
@@ -254,11 +270,15 @@ def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSe
         except OSError as exc:
             print(f"vms: cannot open the media plane: {exc}", file=sys.stderr)
             return 1
-        stack.tu = _b2bua(reactor, config, stack, router, floods, sites, transports, local,
-                          (trunk_ip, sip.trunk[1]), media)  # fmt: skip
+        b2bua = _b2bua(reactor, config, stack, router, floods, sites, transports, local,
+                       (trunk_ip, sip.trunk[1]), media)  # fmt: skip
+        b2bua.ctx.drs = services.phone_service(drs_prompt_paths(config))
+        stack.tu = b2bua
     if "udp" in transports:
         transports["udp"].start()
     loop_lag_monitor(reactor, overload)
+    services.start()
+    reactor.addSystemEventTrigger("after", "shutdown", services.stop)
 
     def install(new: TreeSet) -> None:
         router.trees = new

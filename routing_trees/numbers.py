@@ -22,12 +22,21 @@ Classification of a Belgian NSN (BIPT national numbering plan):
   zones 2 (Brussels), 3 (Antwerp), 4 (Liège), 9 (Ghent) with 7 subscriber
   digits; two-digit zones (10-16, 19, 50-61, 63-65, 67-69, 71, 80-87, 89)
   with 6. A subscriber number never starts with ``0``: that is what keeps
-  0800 (freephone) apart from zone 80 and 090x (premium) apart from zone 9;
+  0800 (freephone) apart from zone 80 and 090x (premium) apart from zone 9.
+  The one-digit zones and zone 80 are narrower still (the first digits
+  libphonenumber's Belgian metadata allows, after BIPT's allocations):
+  Brussels and Antwerp 2-8, Liège 2-3, Ghent 2-4, zone 80 2-8; so a mobile
+  number missing a digit (``0471 23 45 6``) is not taken for Liège;
 - mobile: 9 digits starting with 4 (``04xx xx xx xx``), not to be confused
   with Liège (zone 4 and 7 digits, so 8 in all);
 - freephone ``0800``, premium rate ``090x``, shared cost ``070``, national
   rate ``078``, and ``077`` (non-geographic, machine-to-machine) numbers;
 - ``+800`` is the international freephone (UIFN) code, never served.
+
+Serving (requirements.md, "Numbers and traffic"): VMS serves geographic
+numbers only, and not those carrying Calling Name Identification
+Presentation (CNIP), Enterprise Office Switch or One Company Number, which
+the configuration marks with :data:`NUMBER_FLAGS`.
 """
 
 from __future__ import annotations
@@ -36,24 +45,37 @@ import re
 from enum import Enum
 
 __all__ = [
+    "NUMBER_FLAGS",
     "NumberKind",
+    "flag_problem",
     "is_geographic",
     "number_kind",
     "prefix_to_e164",
+    "serving_problem",
     "to_e164",
 ]
 
 _SEPARATORS = str.maketrans("", "", " \t.-/()")
 _E164 = re.compile(r"\+(?:32[1-9][0-9]{7,8}|(?!32)[1-9][0-9]{6,14})")
 """Valid E.164: 7 to 15 digits, the first not 0; a Belgian NSN has 8 or 9 digits."""
-_ONE_DIGIT_ZONES = frozenset("2349")
-_TWO_DIGIT_ZONES = frozenset(
-    ["10", "11", "12", "13", "14", "15", "16", "19"]
-    + [str(z) for z in range(50, 62)]
-    + ["63", "64", "65", "67", "68", "69", "71"]
-    + [str(z) for z in range(80, 88)]
-    + ["89"]
-)
+_ANY = "123456789"
+#: Geographic zone -> the digits its subscriber numbers may start with.
+_ZONES: dict[str, str] = {
+    "2": "2345678", "3": "2345678", "4": "23", "9": "234",
+    **{zone: _ANY for zone in ("10", "11", "12", "13", "14", "15", "16", "19")},
+    **{str(zone): _ANY for zone in range(50, 62)},
+    **{zone: _ANY for zone in ("63", "64", "65", "67", "68", "69", "71")},
+    "80": "2345678",
+    **{str(zone): _ANY for zone in range(81, 88)},
+    "89": _ANY,
+}  # fmt: skip
+
+#: Services on a number that keep VMS off it: flag -> what it is called.
+NUMBER_FLAGS: dict[str, str] = {
+    "cnip": "Calling Name Identification Presentation (CNIP)",
+    "enterprise_office_switch": "Enterprise Office Switch",
+    "one_company_number": "One Company Number",
+}
 
 
 class NumberKind(Enum):
@@ -66,7 +88,7 @@ class NumberKind(Enum):
     SHARED_COST = "a shared-cost (070) number"
     NATIONAL_RATE = "a national-rate (078) number"
     NON_GEOGRAPHIC = "a non-geographic (077) number"
-    BELGIAN_OTHER = "not in a geographic zone of the Belgian numbering plan"
+    BELGIAN_OTHER = "not a geographic number of the Belgian numbering plan"
     INTERNATIONAL_FREEPHONE = "an international freephone (+800) number"
     FOREIGN = "a foreign number"
 
@@ -137,13 +159,11 @@ def number_kind(e164: str) -> NumberKind:
     special = _SPECIAL.get(nsn[:2])
     if special is not None:
         return special
-    if nsn[0] in _ONE_DIGIT_ZONES:
-        subscriber = nsn[1:]
-    elif nsn[:2] in _TWO_DIGIT_ZONES:
-        subscriber = nsn[2:]
-    else:
+    zone = nsn[:1] if nsn[:1] in _ZONES else nsn[:2]
+    first = _ZONES.get(zone)
+    if first is None or nsn[len(zone)] not in first:
         return NumberKind.BELGIAN_OTHER
-    return NumberKind.GEOGRAPHIC if subscriber[0] != "0" else NumberKind.BELGIAN_OTHER
+    return NumberKind.GEOGRAPHIC
 
 
 _SPECIAL = {
@@ -156,3 +176,19 @@ _SPECIAL = {
 def is_geographic(e164: str) -> bool:
     """True for a Belgian geographic (fixed-line zone) number in E.164."""
     return number_kind(e164) is NumberKind.GEOGRAPHIC
+
+
+def serving_problem(e164: str) -> str | None:
+    """Why VMS may not serve ``e164`` for what it is, or None for a geographic number."""
+    kind = number_kind(e164)
+    if kind is NumberKind.GEOGRAPHIC:
+        return None
+    return f"{e164} is {kind.description}; VMS serves geographic numbers only"
+
+
+def flag_problem(e164: str, flag: str) -> str:
+    """Why VMS may not serve ``e164``, which carries the service ``flag`` (of NUMBER_FLAGS)."""
+    return (
+        f"{e164} carries {NUMBER_FLAGS[flag]}; VMS serves geographic numbers without CNIP, "
+        "Enterprise Office Switch or One Company Number only"
+    )

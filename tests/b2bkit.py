@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from twisted.internet.task import Clock
 from engine.calls.b2bua import B2bua
 from engine.calls.context import CallContext, CallSettings
 from engine.router import Router
+from engine.sip.headers import parse_address
 from engine.sip.message import Request, Response
 from engine.sip.parser import parse_datagram
 from engine.sip.stack import SipStack
@@ -72,7 +74,7 @@ class Harness:
         self.records = Records()
         self.sites = Sites()
         self.state = MemoryState(self.clock)
-        router = Router(load_directory(trees), mode_of=lambda _c: "normal")
+        self.router = router = Router(load_directory(trees), mode_of=lambda _c: "normal")
         self.stack = SipStack(self.clock, None)  # type: ignore[arg-type]
         self.ctx = CallContext(
             stack=self.stack, transport=self.trunk, local=ENGINE, trunk=TRUNK_ADDR,
@@ -193,3 +195,77 @@ def only(messages: list[Request | Response], method: str) -> Request:
     found = [m for m in messages if isinstance(m, Request) and m.method == method]
     assert len(found) == 1, f"expected one {method}, got {messages}"
     return found[0]
+
+
+# -- the media plane, faked: what the call controller asks of streams ---------------------
+
+
+class FakeStream:
+    def __init__(self, plane: FakePlane, port: int) -> None:
+        self.plane = plane
+        self.address = "127.0.0.1"
+        self.port = port
+        self.on_digit: Callable[[str, str], None] | None = None
+        self.on_dead: Callable[[], None] | None = None
+        self.detect_inband = False
+        self.configured: list[tuple[Any, ...]] = []
+        self.playing: Sequence[bytes] | None = None
+        self.on_done: Callable[[], None] | None = None
+        self.bridged_to: FakeStream | None = None
+        self.writer: Any = None
+        self.watched = False
+        self.closed = False
+
+    def configure(self, remote: Any, codec: str, payload_type: int,
+                  dtmf_payload_type: int | None, direction: str = "sendrecv") -> None:  # fmt: skip
+        self.configured.append((remote, codec, payload_type, dtmf_payload_type, direction))
+
+    def play(self, frames: Sequence[bytes], on_done: Callable[[], None] | None = None) -> None:
+        self.playing, self.on_done = frames, on_done
+
+    def stop_playing(self) -> None:
+        self.playing = self.on_done = None
+
+    def finish_playing(self) -> None:
+        done, self.playing, self.on_done = self.on_done, None, None
+        assert done is not None, "nothing was playing"
+        done()
+
+    def bridge(self, other: Any) -> None:
+        self.bridged_to = other
+
+    def unbridge(self) -> None:
+        self.bridged_to = None
+
+    def watch_media(self) -> None:
+        self.watched = True
+
+    def record(self, writer: Any) -> None:
+        self.writer = writer
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakePlane:
+    def __init__(self, ports: int = 10) -> None:
+        self.streams: list[FakeStream] = []
+        self.left = ports
+
+    def open_stream(self) -> FakeStream:
+        if not self.left:
+            raise OSError("no RTP port left in 20000-20019")
+        self.left -= 1
+        stream = FakeStream(self, 20000 + 2 * len(self.streams))
+        self.streams.append(stream)
+        return stream
+
+
+def responses(h: Harness) -> list[Response]:
+    return [m for m in h.to_caller() if isinstance(m, Response)]
+
+
+def tag_of(message: Request | Response) -> str:
+    tag = parse_address(message.headers["to"][0]).tag
+    assert tag is not None
+    return tag

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from b2bkit import SDP_ANSWER, SDP_OFFER, Harness, only
+from b2bkit import SDP_ANSWER, SDP_OFFER, FakePlane, FakeStream, Harness, only, responses, tag_of
 from engine.calls.media import MediaServices
 from engine.config import MediaSettings
-from engine.sip.headers import parse_address
-from engine.sip.message import Request, Response
 from media.prompts import load_prompt
 from media.sdp import parse_sdp
 
@@ -51,67 +47,6 @@ routes:
 """
 
 
-class FakeStream:
-    def __init__(self, plane: FakePlane, port: int) -> None:
-        self.plane = plane
-        self.address = "127.0.0.1"
-        self.port = port
-        self.on_digit: Callable[[str, str], None] | None = None
-        self.on_dead: Callable[[], None] | None = None
-        self.detect_inband = False
-        self.configured: list[tuple[Any, ...]] = []
-        self.playing: Sequence[bytes] | None = None
-        self.on_done: Callable[[], None] | None = None
-        self.bridged_to: FakeStream | None = None
-        self.writer: Any = None
-        self.watched = False
-        self.closed = False
-
-    def configure(self, remote: Any, codec: str, payload_type: int,
-                  dtmf_payload_type: int | None, direction: str = "sendrecv") -> None:  # fmt: skip
-        self.configured.append((remote, codec, payload_type, dtmf_payload_type, direction))
-
-    def play(self, frames: Sequence[bytes], on_done: Callable[[], None] | None = None) -> None:
-        self.playing, self.on_done = frames, on_done
-
-    def stop_playing(self) -> None:
-        self.playing = self.on_done = None
-
-    def finish_playing(self) -> None:
-        done, self.playing, self.on_done = self.on_done, None, None
-        assert done is not None, "nothing was playing"
-        done()
-
-    def bridge(self, other: Any) -> None:
-        self.bridged_to = other
-
-    def unbridge(self) -> None:
-        self.bridged_to = None
-
-    def watch_media(self) -> None:
-        self.watched = True
-
-    def record(self, writer: Any) -> None:
-        self.writer = writer
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakePlane:
-    def __init__(self, ports: int = 10) -> None:
-        self.streams: list[FakeStream] = []
-        self.left = ports
-
-    def open_stream(self) -> FakeStream:
-        if not self.left:
-            raise OSError("no RTP port left in 20000-20019")
-        self.left -= 1
-        stream = FakeStream(self, 20000 + 2 * len(self.streams))
-        self.streams.append(stream)
-        return stream
-
-
 @pytest.fixture
 def h(tmp_path: Path) -> Harness:
     shutil.copytree(PROMPTS, tmp_path / "prompts")
@@ -126,16 +61,6 @@ def h(tmp_path: Path) -> Harness:
 
 def streams(h: Harness) -> list[FakeStream]:
     return h.plane.streams  # type: ignore[attr-defined, no-any-return]
-
-
-def responses(h: Harness) -> list[Response]:
-    return [m for m in h.to_caller() if isinstance(m, Response)]
-
-
-def tag_of(message: Request | Response) -> str:
-    tag = parse_address(message.headers["to"][0]).tag
-    assert tag is not None
-    return tag
 
 
 def test_announce_answers_with_our_sdp_plays_then_hangs_up(h: Harness) -> None:

@@ -64,7 +64,7 @@ async def test_a_prompt_a_digit_and_a_bridge_across_two_planes() -> None:
         caller.play(frames, lambda: done.callback(None))
         await done
         await until(lambda: len(heard_by_caller) == 25)
-        assert [p.payload for p in heard_by_caller] == frames
+        assert [p.payload for p in heard_by_caller] == list(frames)
         assert {p.ssrc for p in heard_by_caller} == {caller.ssrc}
         first = heard_by_caller[0]
         assert [(p.sequence - first.sequence) % 65536 for p in heard_by_caller] == list(range(25))

@@ -14,12 +14,12 @@ import random
 import secrets
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.calls.call import Call
+from engine.calls.call import Call, Plan
 from engine.calls.context import CallContext
 from engine.calls.dialog import Dialog
 from engine.calls.inbound import InboundLeg
 from engine.calls.outbound import OutboundLeg
-from engine.router import Router
+from engine.router import Router, called_number, caller_number
 from engine.sip.headers import parse_address
 from engine.sip.message import Request, Response
 from engine.sip.transaction import ServerInvite, ServerNonInvite, Transport
@@ -112,22 +112,30 @@ class B2bua:
 
     def _new_call(self, txn: ServerInvite, request: Request) -> None:
         stack = self.ctx.stack
-        route = self.router.route(request, stack.clock.seconds())
-        if route is None:
+        plan = self._plan(request)
+        if plan is None:
             txn.respond(request.response(404, None, stack.to_tag(txn)))
             return
         if self.floods is not None:
-            refusal = self.floods.admit(route.facts.called, route.tree.customer, txn.addr[0])
+            refusal = self.floods.admit(plan.called, plan.customer or None, txn.addr[0])
             if refusal is not None:
                 txn.respond(refusal.response(request, stack.to_tag(txn)))
                 return
         # Time-ordered (milliseconds first), so the records' unique index grows at its end.
         call_id = f"{int(stack.clock.seconds() * 1000):012x}{secrets.token_hex(6)}"
-        call = Call(self, txn, request, txn.addr, route, call_id)
+        call = Call(self, txn, request, txn.addr, plan, call_id)
         self.calls[call_id] = call
         self.by_invite[txn] = call
         self.calls_started += 1
         call.start()
+
+    def _plan(self, request: Request) -> Plan | None:
+        """What to do with a new call: the engine's own service, or its tree's decision."""
+        drs = self.ctx.drs
+        if drs is not None and called_number(request) == drs.service_number:
+            return Plan(caller_number(request), drs.service_number, "", "drs-service", None, "drs")
+        route = self.router.route(request, self.ctx.stack.clock.seconds())
+        return None if route is None else Plan.of(route)
 
     def call_ended(self, call: Call) -> None:
         self.calls.pop(call.call_id, None)

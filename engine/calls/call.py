@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.calls.dialog import Dialog
 from engine.calls.inbound import InboundLeg
@@ -45,9 +45,10 @@ from routing_trees.model import Action, Announce, Forward, Menu, Reject, Split, 
 
 if TYPE_CHECKING:
     from engine.calls.b2bua import B2bua
+    from engine.calls.drs import DrsRun
     from engine.router import Route
 
-__all__ = ["Call"]
+__all__ = ["Call", "Plan"]
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +73,42 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+class Plan(NamedTuple):
+    """What a call is to carry out: who calls whom, for which customer, by which rule's action.
+
+    A tree's decision for calls to a customer's number; the engine's own
+    service for calls to a service number (DRS activation), with ``service``
+    set and no action.
+    """
+
+    caller: str | None
+    called: str
+    customer: str
+    rule: str | None
+    action: Action | None
+    service: str | None = None
+
+    @classmethod
+    def of(cls, route: Route) -> Plan:
+        decision = route.decision
+        return cls(route.facts.caller, route.facts.called, route.tree.customer, decision.rule,
+                   decision.action)  # fmt: skip
+
+
 class Call:
     """The controller of one inbound call."""
 
     def __init__(
         self, b2bua: B2bua, txn: ServerInvite, invite: Request, source: tuple[str, int],
-        route: Route, call_id: str,
+        plan: Plan, call_id: str,
     ) -> None:  # fmt: skip
         self.b2bua = b2bua
         self.ctx = b2bua.ctx
         self.call_id = call_id
-        self.route = route
-        self.caller = route.facts.caller
-        self.called = route.facts.called
-        self.customer = route.tree.customer
+        self.plan = plan
+        self.caller = plan.caller
+        self.called = plan.called
+        self.customer = plan.customer
         self.started = self.ctx.now()
         self.ring_deadline = self.started + self.ctx.settings.max_ring_time
         self.inbound = InboundLeg(self, txn, invite, source)
@@ -103,6 +126,7 @@ class Call:
         self.ended = False
         self.media: CallMedia | None = None  # once the engine is a media endpoint
         self.menu: MenuRun | None = None
+        self.service: DrsRun | None = None  # the engine's own service on this call
 
     # -- the tree's actions ---------------------------------------------------------
 
@@ -114,7 +138,10 @@ class Call:
             self.outcome = "rejected"
             self.inbound.reject(422, None, (("min-se", str(min_se)),))
             return
-        action = self.route.decision.action
+        if self.plan.service is not None:
+            self._serve()
+            return
+        action = self.plan.action
         services = self.ctx.media
         anchor = services is not None and (self.customer in services.recorded
                                            or _needs_media(action))  # fmt: skip
@@ -207,6 +234,17 @@ class Call:
         self._to_caller(200)
         self.menu = MenuRun(self, media, menu, path)
         self.menu.start()
+
+    def _serve(self) -> None:
+        """A call to a service number: the engine answers and runs the service itself."""
+        from engine.calls.drs import DrsRun  # noqa: PLC0415 - the service needs the call first
+
+        media = self._anchor()
+        if media is None:
+            return
+        self._to_caller(200)
+        self.service = DrsRun(self, media)
+        self.service.start()
 
     def menu_gave_up(self, why: str) -> None:
         self.hang_up(f"menu: {why}, no tries left")
@@ -609,6 +647,8 @@ class Call:
                 self.current.hang_up()
             if self.menu is not None:
                 self.menu.stop()
+            if self.service is not None:
+                self.service.stop()
             if self.media is not None:
                 self.media.close()
             self.records.caller_ended()

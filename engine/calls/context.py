@@ -16,6 +16,7 @@ from engine.sip.stack import SipStack
 from engine.sip.transaction import Transport
 
 if TYPE_CHECKING:
+    from engine.calls.drs import DrsService
     from engine.calls.media import MediaServices
 
 __all__ = ["CallContext", "CallSettings", "Records", "Sites", "SlotState"]
@@ -76,6 +77,7 @@ class CallContext:
     sites: Sites | None = None
     billing_prefixes: tuple[str, ...] = ()
     media: MediaServices | None = None  # None: no media plane (trees with media are refused)
+    drs: DrsService | None = None  # the DRS phone service, when drs.service_number is set
 
     @property
     def contact(self) -> str:

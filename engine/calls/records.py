@@ -34,7 +34,7 @@ class CallRecords:
         record = LegRecord(
             call_id=call.call_id, leg=leg, customer=call.customer, caller=call.caller,
             called=call.called, start=call.ctx.now(), destination=destination,
-            route=call.route.decision.rule, action_path=path,
+            route=call.plan.rule, action_path=path,
         )  # fmt: skip
         return stamp(record, call.customer, call.ctx.billing_prefixes)
 

@@ -43,6 +43,11 @@ class DigitCollector:
         self._queue.append(digit)
         return True
 
+    @property
+    def pending(self) -> int:
+        """Digits typed and not yet taken."""
+        return len(self._queue)
+
     def take(self) -> str | None:
         """The oldest digit not yet taken, or None."""
         return self._queue.popleft() if self._queue else None

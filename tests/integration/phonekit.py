@@ -24,7 +24,8 @@ import numpy as np
 
 from engine.sip.message import Request, Response
 from engine.sip.parser import parse_datagram
-from media.g711 import alaw_decode, ulaw_decode
+from media.dtmf.rfc4733 import EventSender
+from media.g711 import alaw_decode, ulaw_decode, ulaw_encode
 from media.sdp import parse_sdp
 
 LOCAL = "127.0.0.1"
@@ -135,6 +136,26 @@ class _Endpoint:
             if delay > 0:
                 time.sleep(delay)  # real-time pacing of a real phone, not waiting for a result
 
+    def send_keys(self, keys: str, how: str) -> None:
+        """Key ``keys`` as RFC 4733 events (``rfc4733``), in-band tones (``inband``) or INFO."""
+        if how == "info":
+            for key in keys:
+                self.info(key)  # type: ignore[attr-defined]
+            return
+        assert self.remote_rtp is not None
+        for key in keys:
+            if how == "rfc4733":
+                for packet in EventSender(101).packets(key, self.ts, duration_ms=100):
+                    header = struct.pack("!BBHII", 0x80, 101 | (0x80 if packet.marker else 0),
+                                         self.seq, packet.timestamp, self.ssrc)  # fmt: skip
+                    self.rtp.sendto(header + packet.payload, self.remote_rtp)
+                    self.seq = (self.seq + 1) & 0xFFFF
+                    time.sleep(0.02)  # real-time pacing of a real phone
+                self.ts = (self.ts + 160 * 8) & 0xFFFFFFFF
+                time.sleep(0.06)
+            else:
+                self.send_audio(_tone_frames(key), 0)
+
     def close(self) -> None:
         self.running = False
         self.sip.close()
@@ -242,6 +263,20 @@ class Trunk(_Endpoint):
         ok.headers["content-type"] = ["application/sdp"]
         ok.body = sdp(self.rtp_port, [self.codec])
         self.sip.sendto(ok.to_bytes(), source)
+
+
+_KEYS = {"1": (697, 1209), "2": (697, 1336), "3": (697, 1477), "4": (770, 1209),
+         "5": (770, 1336), "6": (770, 1477), "7": (852, 1209), "8": (852, 1336),
+         "9": (852, 1477), "*": (941, 1209), "0": (941, 1336), "#": (941, 1477)}  # fmt: skip
+
+
+def _tone_frames(key: str) -> list[bytes]:
+    """80 ms of a DTMF key at about -10 dBm0 per tone, then 80 ms of silence, in µ-law."""
+    low, high = _KEYS[key]
+    t = np.arange(640) / 8000
+    tone = 3000 * (np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * high * t))
+    audio = np.concatenate([tone, np.zeros(640)]).astype(np.int16)
+    return [ulaw_encode(audio[i : i + 160]) for i in range(0, len(audio), 160)]
 
 
 def _method(response: Response) -> str:

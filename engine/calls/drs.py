@@ -1,0 +1,207 @@
+"""DRS by phone: a customer keys its customer number and password and reroutes all its numbers.
+
+Calls to ``drs.service_number`` are answered by the engine, which asks for
+the customer number, then the password, each ended by ``#`` (RFC 4733,
+in-band tones or SIP INFO; type-ahead kept, ``*`` starts an entry over). A
+right password switches the customer to ``drs`` mode in the shared mode
+store (``engine.modes``) until ``max_days`` from now: every engine sees it
+within a second and the trees' ``mode: drs`` rules take effect. When DRS is
+active already, the caller is told so and ``1`` switches it off. Wrong
+passwords are counted for the customer and for the calling number; at the
+limit the phone path locks for a while, whatever password comes next. Every
+attempt is audited. A customer number nobody has is answered exactly like a
+wrong password, after the same password check, so the service tells an
+attacker nothing. The password is checked off the reactor thread (scrypt
+is slow on purpose) and never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from engine.calls.entry import KeyEntry
+
+if TYPE_CHECKING:
+    from engine.calls.call import Call
+    from engine.calls.media import CallMedia
+
+__all__ = ["DrsRun", "DrsService"]
+
+log = logging.getLogger(__name__)
+
+DAY = 86400.0
+#: Checked when the customer number is unknown, so both cases cost one scrypt.
+_DECOY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+
+class Customer(Protocol):
+    """A configured customer, as far as the service reads it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def drs_password(self) -> str | None: ...
+
+
+class Modes(Protocol):
+    """The part of ``engine.modes.store.ModeStore`` the service uses."""
+
+    def get(self, customer: str) -> Any: ...
+
+    def set_mode(self, customer: str, mode: str, until: float | None, by: str,
+                 via: str) -> Any: ...  # fmt: skip
+
+    def audit(self, customer: str | None, caller: str | None, action: str, outcome: str,
+              via: str, detail: str = "") -> None: ...  # fmt: skip
+
+    def failed_attempt(self, customer: str | None, caller: str | None) -> None: ...
+
+    def locked_until(self, customer: str | None, caller: str | None, attempts: int = 3,
+                     minutes: float = 15) -> float | None: ...  # fmt: skip
+
+    def clear_attempts(self, customer: str) -> None: ...
+
+
+@dataclass
+class DrsService:
+    """What the DRS phone service needs, gathered once by ``vms serve``."""
+
+    service_number: str
+    #: Prompt paths by role (customer_number, password, activated, already_active,
+    #: deactivated, wrong_password, locked, goodbye), loaded with the trees' prompts.
+    prompts: Mapping[str, str]
+    max_days: int
+    lockout: tuple[int, float]  # wrong passwords, minutes
+    store: Modes
+    #: Customers by the number they key in.
+    customers: Mapping[str, Customer]
+    #: ``verify(password, hash)``: a Deferred firing True or False, computed off the reactor.
+    verify: Callable[[str, str], Any]
+    #: Why a customer may not use DRS (its formula), or None.
+    entitled: Callable[[Customer], str | None]
+    #: Told of every mode change (the e-mails, the engine's own refresh).
+    on_change: Callable[[Any], None]
+
+
+class DrsRun:
+    """The service on one call."""
+
+    def __init__(self, call: Call, media: CallMedia) -> None:
+        assert call.ctx.drs is not None
+        self.call = call
+        self.media = media
+        self.svc = call.ctx.drs
+        self.entry: KeyEntry | None = None
+        self.customer: Customer | None = None
+        self.caller = call.caller
+        self.stopped = False
+
+    def start(self) -> None:
+        self._ask("customer_number", self._customer_keyed)
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.entry is not None:
+            self.entry.stop()
+
+    # -- the dialogue ---------------------------------------------------------------------
+
+    def _ask(self, prompt: str, done: Callable[[str | None], None], **options: Any) -> None:
+        self.entry = KeyEntry(self.call, self.media, self.svc.prompts[prompt], done, **options)
+        self.entry.start()
+
+    def _say(self, prompt: str, then: Callable[[], None]) -> None:
+        if not self.media.play(self.svc.prompts[prompt], then):
+            self._end("its prompt is missing")
+
+    def _end(self, why: str) -> None:
+        self.call.hang_up(f"DRS service: {why}")
+
+    def _customer_keyed(self, number: str | None) -> None:
+        if number is None:
+            self._audit(None, "login", "abandoned", "no customer number keyed")
+            self._end("no customer number")
+            return
+        self.customer = self.svc.customers.get(number)
+        self._ask("password", self._password_keyed)
+
+    def _password_keyed(self, password: str | None) -> None:
+        customer = self.customer
+        cid = customer.id if customer is not None else None
+        if password is None:
+            self._audit(cid, "login", "abandoned", "no password keyed")
+            self._end("no password")
+            return
+        attempts, minutes = self.svc.lockout
+        if self.svc.store.locked_until(cid, self.caller, attempts, minutes) is not None:
+            self._audit(cid, "login", "locked", "attempt while locked")
+            self._say("locked", lambda: self._end("locked"))
+            return
+        keyed_at = self.entry.ended_at if self.entry is not None else None
+        stored = customer.drs_password if customer is not None else None
+        d = self.svc.verify(password, stored or _DECOY_HASH)
+        d.addCallback(lambda ok: self._checked(bool(ok) and stored is not None, keyed_at))
+        d.addErrback(self._check_failed)
+
+    def _check_failed(self, failure: Any) -> None:
+        log.error("DRS service: the password check failed: %s", failure.getErrorMessage())
+        if not self.stopped:
+            self._end("the password check failed")
+
+    def _checked(self, right: bool, keyed_at: float | None) -> None:
+        if self.stopped:
+            return
+        customer = self.customer
+        cid = customer.id if customer is not None else None
+        if not right or customer is None:
+            self.svc.store.failed_attempt(cid, self.caller)
+            self._audit(cid, "login", "wrong password", "")
+            attempts, minutes = self.svc.lockout
+            if self.svc.store.locked_until(cid, self.caller, attempts, minutes) is not None:
+                self._audit(cid, "login", "locked", f"{attempts} wrong passwords")
+                self._say("locked", lambda: self._end("locked"))
+            else:
+                self._say("wrong_password", lambda: self._ask("customer_number",
+                                                               self._customer_keyed))  # fmt: skip
+            return
+        problem = self.svc.entitled(customer)
+        if problem is not None:
+            self._audit(cid, "login", "not entitled", problem)
+            self._say("goodbye", lambda: self._end("not entitled"))
+            return
+        self.svc.store.clear_attempts(customer.id)
+        if self.svc.store.get(customer.id).mode == "drs":
+            self._audit(customer.id, "login", "ok", "DRS already active")
+            self._ask("already_active", self._choice, terminator=None, max_keys=1)
+            return
+        self._switch(customer.id, "drs", keyed_at)
+
+    def _choice(self, key: str | None) -> None:
+        customer = self.customer
+        assert customer is not None
+        if key == "1":
+            keyed_at = self.entry.ended_at if self.entry is not None else None
+            self._switch(customer.id, "normal", keyed_at)
+        else:
+            self._audit(customer.id, "deactivate", "declined", "")
+            self._say("goodbye", lambda: self._end("DRS left active"))
+
+    def _switch(self, cid: str, mode: str, keyed_at: float | None) -> None:
+        now = self.call.ctx.now()
+        until = now + self.svc.max_days * DAY if mode == "drs" else None
+        by = f"phone {self.caller or 'anonymous'}"
+        change = self.svc.store.set_mode(cid, mode, until, by, "phone")
+        latency = f"{now - keyed_at:.3f} s after the last key" if keyed_at is not None else ""
+        log.info("DRS service: customer %s switched to %s by phone from %s (%s)", cid, mode,
+                 self.caller or "anonymous", latency)  # fmt: skip
+        if change is not None:
+            self.svc.on_change(change)
+        prompt = "activated" if mode == "drs" else "deactivated"
+        self._say(prompt, lambda: self._end(f"{prompt}"))
+
+    def _audit(self, cid: str | None, action: str, outcome: str, detail: str) -> None:
+        self.svc.store.audit(cid, self.caller, f"drs-{action}", outcome, "phone", detail)

@@ -1,0 +1,104 @@
+"""The customer services around routing, wired for ``vms serve``: modes, DRS by phone, e-mail.
+
+A customer's mode (normal, DRS, Voice Continuity) lives in the mode store
+under ``data_dir`` (``engine.modes``), shared by every engine and the CLI
+on that directory; this engine's watcher polls it four times a second, so a
+change made anywhere is in force here within a second, and it ends modes
+whose time is up. Every change (phone, API, CLI, expiry) is queued in the
+store and claimed by exactly one watcher, whose engine e-mails the
+customer's contacts: one message per change, however many engines run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet.threads import deferToThread
+
+from engine.calls.drs import DrsService
+from engine.config import Config, Customer
+from engine.formulas import may
+from engine.modes.store import ModeChange, ModeStore
+from engine.modes.watcher import ModeWatcher
+from engine.notify import Mailer
+from engine.passwords import verify_password
+from engine.ratelog import RateLimitedLog
+
+__all__ = ["Services", "drs_prompt_paths"]
+
+log = logging.getLogger("vms.services")
+
+def drs_prompt_paths(config: Config) -> dict[str, str]:
+    """The DRS prompts by role, as the paths calls play them by."""
+    return {key: str(path) for key, path in config.drs_prompts.items()}
+
+
+class Services:
+    """The mode store and its watcher, the mailer, and the DRS phone service (b2bua mode)."""
+
+    def __init__(self, reactor: Any, config: Config) -> None:
+        self.config = config
+        self.store = ModeStore.in_data_dir(config.data_dir)
+        self.store.open()
+        smtp = config.smtp
+        self.mailer = Mailer(reactor, smtp) if smtp is not None else None
+        self.ratelog = RateLimitedLog(log, reactor)
+        self.watcher = ModeWatcher(self.store, reactor, on_change=self._seen)
+        self.drs: DrsService | None = None
+
+    def start(self) -> None:
+        self.watcher.start()
+
+    def stop(self) -> None:
+        self.watcher.stop()
+        self.store.close()
+
+    def phone_service(self, prompts: Mapping[str, str]) -> DrsService | None:
+        """The DRS phone service, when the configuration has a service number."""
+        config = self.config
+        if config.drs_service_number is None:
+            return None
+        by_number = {c.customer_number: c for c in config.customers.values()
+                     if c.customer_number is not None}  # fmt: skip
+        by_id = config.customers
+        lockout = config.drs_lockout
+        self.drs = DrsService(
+            service_number=config.drs_service_number, prompts=prompts,
+            max_days=config.drs_max_days, lockout=lockout, store=self.store,
+            customers=by_number,
+            verify=lambda password, stored: deferToThread(verify_password, password, stored),
+            entitled=lambda customer: may(by_id[customer.id], "drs"),
+            on_change=self.changed,
+        )  # fmt: skip
+        return self.drs
+
+    def ported(self, number: str) -> bool:
+        return self.watcher.is_ported(number) or any(
+            number in c.ported for c in self.config.customers.values()
+        )
+
+    def refused_ported(self, number: str) -> None:
+        self.ratelog.warning(f"ported:{number}", "number %s is ported away: not served (404)",
+                             number)  # fmt: skip
+
+    # -- changes -----------------------------------------------------------------------------
+
+    def changed(self, change: ModeChange) -> None:
+        """A change made in this engine (phone, API): in force here at once, not at next poll."""
+        self.watcher.refresh()
+
+    def _seen(self, changes: list[ModeChange]) -> None:
+        """Changes this engine's watcher claimed, whoever made them: logged and mailed."""
+        for change in changes:
+            log.info("customer %s: %s -> %s (%s, by %s)", change.customer, change.old.mode,
+                     change.new.mode, change.via, change.new.by)  # fmt: skip
+            self._mail(change)
+
+    def _mail(self, change: ModeChange) -> None:
+        customer: Customer | None = self.config.customers.get(change.customer)
+        if self.mailer is None or customer is None:
+            return
+        self.mailer.mode_changed(change.customer, customer.contacts, change,
+                                 self.config.drs_service_number)  # fmt: skip

@@ -170,3 +170,25 @@ def test_wrong_passwords_lock_the_phone_path_and_everything_is_audited(engine: A
     assert result.returncode == 0, result.stderr
     outcomes = [e["outcome"] for e in json.loads(result.stdout)["entries"]]
     assert outcomes.count("wrong password") >= 3 and "locked" in outcomes
+
+
+def test_the_switch_is_logged_with_its_delay_after_the_last_key(engine: Any) -> None:
+    match = engine.wait_stderr(r"switched to drs by phone from \S+ \((\d+\.\d+) s after the last "
+                               r"key\)")  # fmt: skip
+    assert float(match.group(1)) < 1.0  # the scrypt check and the store write
+
+
+def test_drs_survives_a_restart_of_the_engine(serve: Any, trunk: Trunk) -> None:
+    customers = {"acme": {"formula": "drs", "numbers": [NUMBER], "customer_number": "4711",
+                          "drs_password": hash_password("2468")}}  # fmt: skip
+    trees = {"acme.yaml": tree(NUMBER, ROUTES).replace("customer: itest", "customer: acme")}
+    server = serve(trees, [NUMBER], name="restart", sip=b2bua(trunk.hostport),
+                   extra={"customers": customers, "drs": {"service_number": SERVICE}})  # fmt: skip
+    result = run_vms("drs", "activate", "--customer", "acme", "--config", str(server.config))
+    assert result.returncode == 0, result.stderr
+    time.sleep(0.5)  # the engine's watcher polls four times a second
+    assert routed_to(server, trunk) == "+3238889999"
+    server.kill()
+    restarted = serve.restart(server)
+    assert routed_to(restarted, trunk) == "+3238889999"
+    assert status(restarted)["mode"] == "drs"

@@ -25,7 +25,7 @@ from typing import Any
 from twisted.internet import threads
 from twisted.internet.defer import Deferred, succeed
 
-from engine.passwords import verify_password
+from engine.passwords import DECOY_HASH, verify_password
 from engine.ratelog import RateLimitedLog
 
 __all__ = ["Auth", "TokenAuth"]
@@ -92,9 +92,11 @@ class TokenAuth:
             return succeed(Auth(None, 401, "this API needs 'Authorization: Bearer CUSTOMER:TOKEN'"))
         scheme, _, credentials = header.decode("latin-1").strip().partition(" ")
         customer, colon, token = credentials.strip().partition(":")
-        stored = self.tokens.get(customer) if colon else None
-        if scheme.lower() != "bearer" or not token or stored is None:
+        if scheme.lower() != "bearer" or not colon or not token:
             return succeed(self._refuse(source, customer))
+        known = self.tokens.get(customer)
+        # An unknown customer costs the same scrypt as a known one: timing tells nothing.
+        stored = known if known is not None else DECOY_HASH
         digest = hashlib.sha256(credentials.strip().encode()).digest()
         cached = self._verified.get(customer)
         now = self.clock.seconds()
@@ -108,7 +110,7 @@ class TokenAuth:
         result = self._verify_once(digest, token, stored, source)
 
         def decided(good: bool) -> Auth:
-            if not good:
+            if not good or known is None:
                 return self._refuse(source, customer)
             self._verified[customer] = (digest, stored, self.clock.seconds() + self.cache_ttl)
             return Auth(customer)

@@ -600,6 +600,7 @@ def _customers(r: _Reader, node: Node, what: str) -> dict[str, Customer]:
     found = r.check.mapping(node, what)
     out: dict[str, Customer] = {}
     owner: dict[str, str] = {}
+    owner_of_key: dict[str, str] = {}
     for cid, (key, value) in (found or {}).items():
         customer = _customer(r, cid, value, f"customer '{cid}'")
         if customer is None:
@@ -609,6 +610,12 @@ def _customers(r: _Reader, node: Node, what: str) -> dict[str, Customer]:
                 r.check.problem(key, f"number {number} belongs to both customer "
                                      f"'{owner[number]}' and customer '{cid}'")  # fmt: skip
             owner[number] = cid
+        keyed = customer.customer_number
+        if keyed is not None:
+            if keyed in owner_of_key:  # the DRS phone service finds a customer by this number
+                r.check.problem(key, f"customer_number {keyed} belongs to both customer "
+                                     f"'{owner_of_key[keyed]}' and customer '{cid}'")  # fmt: skip
+            owner_of_key[keyed] = cid
         out[cid] = customer
     return out
 

@@ -12,7 +12,11 @@ import hashlib
 import hmac
 import secrets
 
-__all__ = ["hash_password", "is_hash", "verify_password"]
+__all__ = ["DECOY_HASH", "hash_password", "is_hash", "verify_password"]
+
+#: A well-formed hash no password matches: checked when the account is unknown, so a
+#: refusal costs one scrypt either way and its timing does not tell who exists.
+DECOY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 _N, _R, _P = 2**14, 8, 1
 _LEN = 32

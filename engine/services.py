@@ -15,7 +15,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.internet.threads import deferToThread
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 
 from engine.calls.drs import DrsService
 from engine.config import Config, Customer
@@ -47,12 +48,22 @@ class Services:
         self.ratelog = RateLimitedLog(log, reactor)
         self.watcher = ModeWatcher(self.store, reactor, on_change=self._seen)
         self.drs: DrsService | None = None
+        self.reactor = reactor
+        # Password checks (scrypt, 16 MB and tens of ms each) on two threads of their own: a
+        # burst of DRS calls queues here instead of starving the reactor's pool (DNS, SMTP).
+        self.pool = ThreadPool(minthreads=0, maxthreads=2, name="vms-scrypt")
 
     def start(self) -> None:
+        self.pool.start()
         self.watcher.start()
+        if self.config.drs_service_number and self.config.sip.mode != "b2bua":
+            log.warning("drs.service_number %s is not served in %s mode: the DRS phone service "
+                        "needs b2bua mode (its calls get 404)", self.config.drs_service_number,
+                        self.config.sip.mode)  # fmt: skip
 
     def stop(self) -> None:
         self.watcher.stop()
+        self.pool.stop()
         self.store.close()
 
     def phone_service(self, prompts: Mapping[str, str]) -> DrsService | None:
@@ -68,7 +79,8 @@ class Services:
             service_number=config.drs_service_number, prompts=prompts,
             max_days=config.drs_max_days, lockout=lockout, store=self.store,
             customers=by_number,
-            verify=lambda password, stored: deferToThread(verify_password, password, stored),
+            verify=lambda password, stored: deferToThreadPool(self.reactor, self.pool,
+                                                              verify_password, password, stored),
             entitled=lambda customer: may(by_id[customer.id], "drs"),
             on_change=self.changed,
         )  # fmt: skip

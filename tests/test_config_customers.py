@@ -230,3 +230,20 @@ def test_drs_lockout(tmp_path: Path) -> None:
 def test_the_demo_configuration_shows_an_affiliated_entity() -> None:
     acme = load_config(ROOT / "config" / "vms.yaml").customers["acme"]
     assert acme.holders["+3225551235"] != acme.holders["+3225551234"] == acme.legal_entity
+
+
+def test_a_customer_number_of_two_customers_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "vms.yaml"
+    (tmp_path / "trees").mkdir()
+    config.write_text(
+        "trees: trees/\n"
+        "customers:\n"
+        "  acme: {formula: drs, numbers: ['+3225551234'], customer_number: '4711'}\n"
+        "  initech: {formula: drs, numbers: ['+3292001000'], customer_number: '4711'}\n"
+    )
+    with pytest.raises(SourceError) as caught:
+        load_config(config)
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.column) == (4, 3)
+    assert problem.message == ("customer_number 4711 belongs to both customer 'acme' and "
+                               "customer 'initech'")  # fmt: skip

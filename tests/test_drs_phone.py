@@ -194,3 +194,72 @@ def test_once_drs_is_on_the_trees_drs_rule_routes_the_calls(drs: Drs) -> None:
     drs.h.caller_sends(drs.h.invite("+3225551234", branch="z9hG4bK-routed"))
     invite = only(drs.h.to_trunk(), "INVITE")
     assert invite.uri.startswith("sip:+3238889999@")
+
+
+def test_parallel_calls_get_no_more_tries_than_the_limit(tmp_path: Path) -> None:
+    from twisted.internet.defer import Deferred
+
+    drs = Drs(tmp_path)
+    pending: list[tuple[Deferred[bool], bool]] = []
+
+    def slow(password: str, stored: str) -> Deferred[bool]:
+        d: Deferred[bool] = Deferred()
+        pending.append((d, verify_password(password, stored)))
+        return d
+
+    drs.h.ctx.drs.verify = slow  # type: ignore[union-attr]
+    calls = [drs.call(caller=f"+322600{n:04d}") for n in range(5)]
+    for n, stream in enumerate(calls):
+        drs.key(stream, "4711#" + ("1234#" if n == 4 else f"99{n}#"))
+    assert len(pending) == 3  # the 4th and 5th met the lock before any check finished
+    assert [drs.prompt(s) for s in calls[3:]] == ["locked", "locked"]
+    for d, result in pending:
+        d.callback(result)
+    assert drs.store.get("acme").mode == "normal"  # the right password came too late
+
+
+def test_an_unknown_customer_number_locks_like_a_known_one(drs: Drs) -> None:
+    for n in range(3):
+        stream = drs.call(caller=f"+322600{n:04d}")  # three phones: no per-caller lock
+        drs.key(stream, "0000#1234#")
+    stream = drs.call(caller="+3226009999")
+    drs.key(stream, "0000#1234#")
+    assert drs.prompt(stream) == "locked"
+    details = {e.detail for e in drs.store.audit_log() if e.outcome == "wrong password"}
+    assert details == {"customer number 0000"}
+
+
+def test_callers_who_withhold_their_number_share_one_count(drs: Drs) -> None:
+    for n in range(3):
+        drs.h.caller_sends(drs.h.invite(SERVICE, branch=f"z9hG4bK-anon-{n}", extra="Privacy: id\r\n"))
+        stream = drs.plane.streams[-1]
+        drs.key(stream, f"{5000 + n}#1234#")  # a different customer number each time
+    drs.h.caller_sends(drs.h.invite(SERVICE, branch="z9hG4bK-anon-x", extra="Privacy: id\r\n"))
+    stream = drs.plane.streams[-1]
+    drs.key(stream, "4711#1234#")
+    assert drs.prompt(stream) == "locked"
+
+
+def test_a_hang_up_during_the_check_is_counted_and_audited(tmp_path: Path) -> None:
+    from twisted.internet.defer import Deferred
+
+    drs = Drs(tmp_path)
+    held: Deferred[bool] = Deferred()
+    drs.h.ctx.drs.verify = lambda password, stored: held  # type: ignore[union-attr]
+    stream = drs.call()
+    drs.key(stream, "4711#9999#")
+    drs.h.caller_sends(drs.h.caller_in_dialog("BYE", drs.tag))
+    held.callback(False)
+    (entry,) = [e for e in drs.store.audit_log("acme") if e.action == "drs-login"]
+    assert entry.outcome == "wrong password"
+    assert drs.store.locked_until("acme", None, 1, 15) is not None  # the failure counted
+
+
+def test_three_wrong_passwords_in_one_call_end_it(drs: Drs) -> None:
+    drs.h.ctx.drs.lockout = (10, 15.0)  # type: ignore[union-attr]
+    stream = drs.call()
+    for _ in range(2):
+        drs.key(stream, "4711#9999#")
+        stream.finish_playing()
+    drs.key(stream, "4711#9999#")
+    assert drs.prompt(stream) == "goodbye"

@@ -10,19 +10,23 @@ active already, the caller is told so and ``1`` switches it off. Wrong
 passwords are counted for the customer and for the calling number; at the
 limit the phone path locks for a while, whatever password comes next. Every
 attempt is audited. A customer number nobody has is answered exactly like a
-wrong password, after the same password check, so the service tells an
-attacker nothing. The password is checked off the reactor thread (scrypt
+wrong password, after the same password check, and locks the same way, so
+the answers do not tell which numbers exist. Each attempt is counted before
+its check, in one transaction with the lock test, so parallel calls (or
+engines) get no more tries than the limit. The password is checked off the reactor thread (scrypt
 is slow on purpose) and never logged.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.calls.entry import KeyEntry
+from engine.passwords import DECOY_HASH
 
 if TYPE_CHECKING:
     from engine.calls.call import Call
@@ -33,8 +37,8 @@ __all__ = ["DrsRun", "DrsService"]
 log = logging.getLogger(__name__)
 
 DAY = 86400.0
-#: Checked when the customer number is unknown, so both cases cost one scrypt.
-_DECOY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+#: Passwords tried in one call before the engine hangs up (the lock counts across calls).
+MAX_TRIES = 3
 
 
 class Customer(Protocol):
@@ -58,12 +62,13 @@ class Modes(Protocol):
     def audit(self, customer: str | None, caller: str | None, action: str, outcome: str,
               via: str, detail: str = "") -> None: ...  # fmt: skip
 
-    def failed_attempt(self, customer: str | None, caller: str | None) -> None: ...
-
     def locked_until(self, customer: str | None, caller: str | None, attempts: int = 3,
                      minutes: float = 15) -> float | None: ...  # fmt: skip
 
-    def clear_attempts(self, customer: str) -> None: ...
+    def begin_attempt(self, customer: str, caller: str, attempts: int = 3,
+                      minutes: float = 15) -> tuple[int | None, float | None]: ...  # fmt: skip
+
+    def attempt_succeeded(self, attempt: int, customer: str) -> None: ...
 
 
 @dataclass
@@ -98,6 +103,8 @@ class DrsRun:
         self.entry: KeyEntry | None = None
         self.customer: Customer | None = None
         self.caller = call.caller
+        self.keyed = ""  # the customer number as keyed
+        self.tries = 0
         self.stopped = False
 
     def start(self) -> None:
@@ -126,6 +133,7 @@ class DrsRun:
             self._audit(None, "login", "abandoned", "no customer number keyed")
             self._end("no customer number")
             return
+        self.keyed = number
         self.customer = self.svc.customers.get(number)
         self._ask("password", self._password_keyed)
 
@@ -136,15 +144,25 @@ class DrsRun:
             self._audit(cid, "login", "abandoned", "no password keyed")
             self._end("no password")
             return
+        self.tries += 1
         attempts, minutes = self.svc.lockout
-        if self.svc.store.locked_until(cid, self.caller, attempts, minutes) is not None:
+        # An unknown customer number is counted under its own key and locks the same way,
+        # and callers who withhold their number share one count: no oracle, no free tries.
+        keys = (cid or f"unknown {self.keyed}", self.caller or "anonymous")
+        try:
+            attempt, _ = self.svc.store.begin_attempt(*keys, attempts, minutes)
+        except sqlite3.Error as exc:
+            self._store_failed(exc)
+            return
+        if attempt is None:
             self._audit(cid, "login", "locked", "attempt while locked")
             self._say("locked", lambda: self._end("locked"))
             return
         keyed_at = self.entry.ended_at if self.entry is not None else None
         stored = customer.drs_password if customer is not None else None
-        d = self.svc.verify(password, stored or _DECOY_HASH)
-        d.addCallback(lambda ok: self._checked(bool(ok) and stored is not None, keyed_at))
+        d = self.svc.verify(password, stored or DECOY_HASH)
+        d.addCallback(lambda ok: self._checked(bool(ok) and stored is not None, keyed_at,
+                                               attempt, keys))  # fmt: skip
         d.addErrback(self._check_failed)
 
     def _check_failed(self, failure: Any) -> None:
@@ -152,29 +170,48 @@ class DrsRun:
         if not self.stopped:
             self._end("the password check failed")
 
-    def _checked(self, right: bool, keyed_at: float | None) -> None:
-        if self.stopped:
-            return
+    def _store_failed(self, exc: Exception) -> None:
+        log.error("DRS service: the mode store failed: %s", exc)
+        if not self.stopped:
+            self._say("goodbye", lambda: self._end("the mode store failed"))
+
+    def _checked(self, right: bool, keyed_at: float | None, attempt: int,
+                 keys: tuple[str, str]) -> None:  # fmt: skip
+        try:
+            self._decide(right, keyed_at, attempt, keys)
+        except sqlite3.Error as exc:
+            self._store_failed(exc)
+
+    def _decide(self, right: bool, keyed_at: float | None, attempt: int,
+                keys: tuple[str, str]) -> None:  # fmt: skip
         customer = self.customer
-        cid = customer.id if customer is not None else None
-        if not right or customer is None:
-            self.svc.store.failed_attempt(cid, self.caller)
-            self._audit(cid, "login", "wrong password", "")
+        store = self.svc.store
+        if not right or customer is None:  # counted already, by begin_attempt
+            self._audit(None if customer is None else customer.id, "login", "wrong password",
+                        "" if customer is not None else f"customer number {self.keyed}")
+            if self.stopped:
+                return
             attempts, minutes = self.svc.lockout
-            if self.svc.store.locked_until(cid, self.caller, attempts, minutes) is not None:
-                self._audit(cid, "login", "locked", f"{attempts} wrong passwords")
+            if store.locked_until(*keys, attempts, minutes) is not None:
+                self._audit(None if customer is None else customer.id, "login", "locked",
+                            f"{attempts} wrong passwords")  # fmt: skip
                 self._say("locked", lambda: self._end("locked"))
+            elif self.tries >= MAX_TRIES:
+                self._say("goodbye", lambda: self._end(f"{MAX_TRIES} wrong passwords in one call"))
             else:
                 self._say("wrong_password", lambda: self._ask("customer_number",
                                                                self._customer_keyed))  # fmt: skip
             return
+        store.attempt_succeeded(attempt, customer.id)
+        if self.stopped:  # hung up during the check: nothing switched, nothing counted
+            self._audit(customer.id, "login", "abandoned", "hung up during the password check")
+            return
         problem = self.svc.entitled(customer)
         if problem is not None:
-            self._audit(cid, "login", "not entitled", problem)
+            self._audit(customer.id, "login", "not entitled", problem)
             self._say("goodbye", lambda: self._end("not entitled"))
             return
-        self.svc.store.clear_attempts(customer.id)
-        if self.svc.store.get(customer.id).mode == "drs":
+        if store.get(customer.id).mode == "drs":
             self._audit(customer.id, "login", "ok", "DRS already active")
             self._ask("already_active", self._choice, terminator=None, max_keys=1)
             return

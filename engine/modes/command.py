@@ -48,20 +48,9 @@ def drs(config: Config, action: str, customer_id: str, days: float | None, as_js
         if not 0 < length <= config.drs_max_days:
             raise InputError(f"--days {length:g} is out of range: DRS lasts more than 0 and "
                              f"at most drs.max_days ({config.drs_max_days}) days")  # fmt: skip
-        with ModeStore.in_data_dir(config.data_dir) as store:
-            state = store.get(customer.id)
-            _check_entitled(customer, "drs", state, ending=action != "activate")
-            if action == "status":
-                return _status(state, as_json, out)
-            if action == "activate":
-                until = store.clock() + length * DAY
-                change = store.set_mode(customer.id, "drs", until, _by(), "cli")
-            elif state.mode != "drs":
-                raise InputError(f"DRS is not active for customer '{customer.id}' (its mode is "
-                                 f"{state.mode}), so there is nothing to deactivate")  # fmt: skip
-            else:
-                change = store.set_mode(customer.id, "normal", None, _by(), "cli")
-            return _report(store, customer.id, change, as_json, out)
+        kind = {"activate": "on", "deactivate": "off"}.get(action, action)
+        return _switch(config, customer, "drs", "DRS", kind, lambda now: now + length * DAY,
+                       as_json, out)  # fmt: skip
 
     return _run(f"vms drs {action}", config, err, run)
 
@@ -73,25 +62,36 @@ def continuity(config: Config, action: str, customer_id: str, until_text: str | 
     def run() -> int:
         customer = _customer(config, customer_id)
         until = None if until_text is None else _parse_time(until_text, "--until")
-        with ModeStore.in_data_dir(config.data_dir) as store:
-            state = store.get(customer.id)
-            _check_entitled(customer, "continuity", state, ending=action != "on")
-            if action == "status":
-                return _status(state, as_json, out)
-            if action == "on":
-                if until is not None and until <= store.clock():
-                    raise InputError(f"--until {until_text} is past; give a time to come, or no "
-                                     "--until for no end")  # fmt: skip
-                change = store.set_mode(customer.id, "continuity", until, _by(), "cli")
-            elif state.mode != "continuity":
-                raise InputError(
-                    f"Voice Continuity is not on for customer '{customer.id}' (its mode is "
-                    f"{state.mode}), so there is nothing to switch off")  # fmt: skip
-            else:
-                change = store.set_mode(customer.id, "normal", None, _by(), "cli")
-            return _report(store, customer.id, change, as_json, out)
+
+        def end(now: float) -> float | None:
+            if until is not None and until <= now:
+                raise InputError(f"--until {until_text} is past; give a time to come, or no "
+                                 "--until for no end")  # fmt: skip
+            return until
+
+        return _switch(config, customer, "continuity", "Voice Continuity", action, end, as_json,
+                       out)  # fmt: skip
 
     return _run(f"vms continuity {action}", config, err, run)
+
+
+def _switch(config: Config, customer: Customer, mode: str, name: str, kind: str,
+            until: Callable[[float], float | None], as_json: bool, out: TextIO) -> int:  # fmt: skip
+    """Status, on or off for one mode; what is due expires first, as an engine would."""
+    with ModeStore.in_data_dir(config.data_dir) as store:
+        store.expire_due()  # no engine may be running: the store must not show a past end
+        state = store.get(customer.id)
+        if kind == "status":
+            return _status(state, as_json, out)
+        _check_entitled(customer, mode, state, ending=kind == "off")
+        if kind == "on":
+            change = store.set_mode(customer.id, mode, until(store.clock()), _by(), "cli")
+        elif state.mode != mode:
+            raise InputError(f"{name} is not on for customer '{customer.id}' (its mode is "
+                             f"{state.mode}), so there is nothing to switch off")  # fmt: skip
+        else:
+            change = store.set_mode(customer.id, "normal", None, _by(), "cli")
+        return _report(store, customer.id, change, as_json, out)
 
 
 def audit(config: Config, customer_id: str | None, as_json: bool, out: TextIO,

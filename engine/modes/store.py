@@ -343,16 +343,46 @@ class ModeStore:
         customer or from the caller, lock it for ``minutes`` from the last of
         them, whatever comes next.
         """
+        return self._lock_end(self._db(), self.clock(), customer, caller, attempts, minutes)
+
+    def begin_attempt(
+        self, customer: str, caller: str, attempts: int = 3, minutes: float = 15
+    ) -> tuple[int | None, float | None]:
+        """Take a password attempt: ``(attempt, None)``, or ``(None, lock end)`` when locked.
+
+        The attempt is counted as a failure *before* the password is checked,
+        in the same transaction as the lock check, so calls racing on one
+        customer (in one engine or several) cannot get more tries than the
+        limit; ``attempt_succeeded`` takes it back when the password was right.
+        """
+        with self._write() as conn:
+            now = self.clock()
+            end = self._lock_end(conn, now, customer, caller, attempts, minutes)
+            if end is not None:
+                return None, end
+            conn.execute("DELETE FROM failures WHERE at < ?", (now - FORGET_FAILURES,))
+            cursor = conn.execute("INSERT INTO failures VALUES (?, ?, ?)",
+                                  (now, customer, caller))  # fmt: skip
+            return cursor.lastrowid, None
+
+    def attempt_succeeded(self, attempt: int, customer: str) -> None:
+        """The password of ``attempt`` was right: it and the customer's failures are forgotten."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM failures WHERE rowid = ? OR customer = ?",
+                         (attempt, customer))  # fmt: skip
+
+    @staticmethod
+    def _lock_end(conn: sqlite3.Connection, now: float, customer: str | None,
+                  caller: str | None, attempts: int, minutes: float) -> float | None:  # fmt: skip
         if attempts < 1:
             raise ValueError("attempts must be 1 or more")
         window = minutes * 60.0
-        now = self.clock()
         ends = []
         for column, key in (("customer", customer), ("caller", caller)):
             if key is None:
                 continue
             # A lock still on began less than a window ago, after a run shorter than one.
-            times = [r[0] for r in self._db().execute(
+            times = [r[0] for r in conn.execute(
                 f"SELECT at FROM failures WHERE {column} = ? AND at > ? ORDER BY at",
                 (key, now - 2 * window))]  # fmt: skip
             ends += [times[i] + window for i in range(attempts - 1, len(times))

@@ -5,11 +5,11 @@ Run: ``.venv/bin/python bench/run.py [--quick] [--benchmarks redirect,b2bua,medi
 Each benchmark is a module with ``run(options, root, say)`` returning its
 JSON-ready summary and one sentence per thing that could not run; this
 runner parses the command line, calls them in order (redirect, b2bua,
-media, micro), writes ``bench/out/NAME.json`` (git-ignored), prints a closing
+media, acm, micro), writes ``bench/out/NAME.json`` (git-ignored), prints a closing
 summary of every benchmark's headline figures and targets, and decides the
 exit status. It never asserts on a figure: exit 0 whenever everything ran,
 whatever the figures say; exit 1, with the reasons on stderr, when
-something could not run. Later benchmarks (ACM) join ``BENCHMARKS``
+something could not run. Later benchmarks join ``BENCHMARKS``
 the same way, each in its own module with its helpers shared through
 common.py and sipp.py (and, for those that measure servers under SIPp
 load, measure.py, report.py and servers.py).
@@ -26,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import acm_reserve
 import b2bua
 import b2bua_report
 import micro
@@ -68,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         "--benchmarks",
         type=_benchmarks,
         metavar="NAMES",
-        help="which to run, comma-separated: redirect, b2bua, media, micro, or micro's parts "
+        help="which to run, comma-separated: redirect, b2bua, media, acm, micro, or micro's parts "
         f"({', '.join(micro.PARTS)}) (default: all, in that order)",
     )
     which.add_argument("--redirect-only", action="store_true", help="the redirect benchmark only")
@@ -180,6 +181,10 @@ def _b2bua(args: argparse.Namespace, done: Summaries) -> tuple[dict[str, Any], l
     return b2bua.run(options, ROOT)
 
 
+def _acm(args: argparse.Namespace, done: Summaries) -> tuple[dict[str, Any], list[str]]:
+    return acm_reserve.run(acm_reserve.Options(quick=args.quick), ROOT)
+
+
 def _media(args: argparse.Namespace, done: Summaries) -> tuple[dict[str, Any], list[str]]:
     options = rtp_media.Options(seconds=_seconds(args), quick=args.quick)
     return rtp_media.run(options, ROOT)
@@ -205,6 +210,7 @@ BENCHMARKS: dict[
     "redirect": _redirect,
     "b2bua": _b2bua,
     "media": _media,
+    "acm": _acm,
     "micro": _micro,
 }
 
@@ -213,6 +219,7 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "redirect": redirect_report.headlines,
     "b2bua": b2bua_report.headlines,
     "media": rtp_media.headlines,
+    "acm": acm_reserve.headlines,
     "micro": micro.headlines,
 }
 

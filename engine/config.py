@@ -15,6 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from engine.acm.config import read_acm
+from engine.acm.model import AcmSettings
 from engine.calls.context import CallSettings
 from engine.floods import RESPONSES, FloodSettings, RateLimit
 from engine.formulas import FORMULAS, OPTIONS, offers
@@ -130,6 +132,8 @@ class Customer:
     #: Numbers ported away to another operator: still listed (trees keep validating), no
     #: longer served.
     ported: frozenset[str] = frozenset()
+    #: ``customers.ID.acm``: its groups, operators and supervisors (needs the acm option).
+    acm: AcmSettings | None = None
 
     def profile(self) -> CustomerProfile:
         return CustomerProfile(self.id, self.formula, self.options, frozenset(self.numbers))
@@ -621,7 +625,7 @@ def _customers(r: _Reader, node: Node, what: str) -> dict[str, Customer]:
 
 
 _CUSTOMER_KEYS = ("formula", "options", "numbers", "customer_number", "drs_password", "floods",
-                  "contacts", "api_token", "legal_entity")  # fmt: skip
+                  "contacts", "api_token", "legal_entity", "acm")  # fmt: skip
 _NUMBER_KEYS = ("number", "holder", "ported", "flags")
 
 
@@ -667,6 +671,7 @@ def _customer(r: _Reader, cid: str, node: Node, what: str) -> Customer | None:
     legal_entity = c.string(fields["legal_entity"][1], f"{what} legal_entity") \
         if "legal_entity" in fields else None  # fmt: skip
     contacts = _contacts(r, fields["contacts"][1], what) if "contacts" in fields else ()
+    acm = read_acm(c, fields["acm"][1], cid, formula, options) if "acm" in fields else None
     if formula is None:
         return None  # the other fields were still checked; load_config raises anyway
     holder = legal_entity or cid
@@ -674,7 +679,7 @@ def _customer(r: _Reader, cid: str, node: Node, what: str) -> Customer | None:
         cid, formula, frozenset(options), tuple(n.e164 for n in numbers), customer_number,
         drs_password, contacts=contacts, api_token=api_token, legal_entity=legal_entity,
         holders=MappingProxyType({n.e164: n.holder or holder for n in numbers}),
-        ported=frozenset(n.e164 for n in numbers if n.ported),
+        ported=frozenset(n.e164 for n in numbers if n.ported), acm=acm,
     )  # fmt: skip
 
 

@@ -231,7 +231,8 @@ def test_an_unknown_customer_number_locks_like_a_known_one(drs: Drs) -> None:
 
 def test_callers_who_withhold_their_number_share_one_count(drs: Drs) -> None:
     for n in range(3):
-        drs.h.caller_sends(drs.h.invite(SERVICE, branch=f"z9hG4bK-anon-{n}", extra="Privacy: id\r\n"))
+        withheld = drs.h.invite(SERVICE, branch=f"z9hG4bK-anon-{n}", extra="Privacy: id\r\n")
+        drs.h.caller_sends(withheld)
         stream = drs.plane.streams[-1]
         drs.key(stream, f"{5000 + n}#1234#")  # a different customer number each time
     drs.h.caller_sends(drs.h.invite(SERVICE, branch="z9hG4bK-anon-x", extra="Privacy: id\r\n"))

@@ -140,6 +140,9 @@ class B2bua:
     def call_ended(self, call: Call) -> None:
         self.calls.pop(call.call_id, None)
         self.by_invite.pop(call.inbound.txn, None)
+        if not call.dismantling:  # after the leg actions under way have run
+            call.dismantling = True
+            self.ctx.stack.timers.call_later(0.0, call.dismantle)
 
     def ack_received(self, request: Request, transport: Transport, source: tuple[str, int]) -> None:
         leg = self._leg_of(request, "to")

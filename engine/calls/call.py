@@ -127,6 +127,7 @@ class Call:
         self.media: CallMedia | None = None  # once the engine is a media endpoint
         self.menu: MenuRun | None = None
         self.service: DrsRun | None = None  # the engine's own service on this call
+        self.dismantling = False  # over: its reference cycles are about to be broken
 
     # -- the tree's actions ---------------------------------------------------------
 
@@ -656,6 +657,24 @@ class Call:
         if self.ended and all(leg.state == "ended" for leg in self.legs):
             self.session.stop()
             self.b2bua.call_ended(self)
+
+
+    def dismantle(self) -> None:
+        """Break the call's reference cycles once every leg has ended.
+
+        Legs, timers and records point back at their call, and a client
+        transaction and its leg at each other: left alone, every call would
+        stay in memory until the cyclic collector walked it, and that walk
+        over a busy engine's live objects stalls it for hundreds of ms.
+        Ended legs absorb whatever still reaches them (their tables have no
+        rows for it), so nothing follows these references any more.
+        """
+        for leg in self.legs:
+            leg.invite_txn = None
+            del leg.call
+        del self.inbound.call
+        del self.session.call
+        del self.records.call
 
 
 class _Final:

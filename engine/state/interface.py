@@ -10,9 +10,10 @@ suite runs against both, so the call controller cannot tell them apart.
 Every operation returns a Twisted ``Deferred`` because the Redis backend
 answers asynchronously; the memory backend returns Deferreds that have
 already fired. The interface is a set of small protocols, one per concept,
-that :class:`SharedState` gathers: later concepts (DRS mode, agent presence
-and reservations, pacing tokens, live statistics) join it as protocols of
-their own, each implemented by both backends.
+that :class:`SharedState` gathers: call counters, and for ACM operators'
+presence and reservations, queues and counters; later concepts (DRS mode,
+pacing tokens, live statistics) join it as protocols of their own, each
+implemented by both backends.
 
 Time comes from the caller's clock (``IReactorTime``), never from the
 backend: the Redis scripts get "now" as an argument. Tests move a
@@ -22,20 +23,28 @@ that agree (NTP) to well within a lease's time to live.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
 from twisted.internet.defer import Deferred
 
 __all__ = [
     "DEFAULT_LEASE_TTL",
+    "MAX_PRIORITY",
+    "OPERATOR_STATES",
+    "AcmCounters",
     "CallCounters",
+    "CallQueues",
     "Clock",
+    "OperatorInfo",
+    "Operators",
     "SharedState",
     "StateError",
     "StateUnavailableError",
+    "check_state",
     "expiry_ms",
     "now_ms",
+    "queue_score",
     "ttl_ms",
 ]
 
@@ -126,7 +135,139 @@ class CallCounters(Protocol):
         ...
 
 
-class SharedState(CallCounters, Protocol):
+#: What an operator is doing. Only :meth:`Operators.reserve` puts one in ``reserved``.
+OPERATOR_STATES = frozenset(
+    {"logged_out", "available", "reserved", "ringing", "on_call", "wrap_up", "break"})  # fmt: skip
+
+#: Queue priorities run from 0 to this: the bound keeps the composite score an exact double.
+MAX_PRIORITY = 1023
+_AT_MS_BOUND = 2**42  # milliseconds since the epoch fit until 2109
+
+
+def check_state(state: str) -> None:
+    """ValueError unless an operator may be put in ``state`` directly (not ``reserved``)."""
+    if state not in OPERATOR_STATES or state == "reserved":
+        raise ValueError(
+            f"operator state {state!r} cannot be set: choose one of "
+            f"{', '.join(sorted(OPERATOR_STATES - {'reserved'}))} (reserve() reserves)")
+
+
+def queue_score(priority: int, at: float) -> int:
+    """One sortable number for (higher priority first, then earlier ``at``), exact in a double.
+
+    ``(MAX_PRIORITY - priority) * 2**42 + at_ms`` stays below 2**52, so a Redis
+    sorted-set score keeps it exactly and both backends order alike; calls
+    with the same score (same priority, same millisecond) go by call id.
+    """
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise ValueError(f"a queue priority runs from 0 to {MAX_PRIORITY}, not {priority!r}")
+    at_ms = int(at * 1000)
+    if not 0 <= at_ms < _AT_MS_BOUND:
+        raise ValueError(f"a queue time must be seconds since the epoch, not {at!r}")
+    return (MAX_PRIORITY - priority) * _AT_MS_BOUND + at_ms
+
+
+class OperatorInfo(NamedTuple):
+    """One operator of a group as :meth:`Operators.operators` reports it."""
+
+    operator: str
+    state: str
+    #: The operator's competence level in the group asked about (higher is better).
+    level: int
+    #: When the current state began: for ``available``, since when the operator is idle.
+    idle_since: float
+    #: Times the operator went on a call (fewest-calls strategy, statistics).
+    calls_handled: int
+
+
+class Operators(Protocol):
+    """ACM presence and reservations: who can take a call, and taking one atomically.
+
+    Everything is per customer. A reservation is a lease: the operator is
+    ``reserved`` for ``ttl`` seconds unless released first, so an engine
+    that crashed between choosing an operator and offering the call does
+    not keep that operator away for ever. An expired reservation reads, and
+    is reserved, as ``available`` again, with the idle time it had.
+    """
+
+    def set_operator(
+        self, customer: str, operator: str, state: str, groups: Mapping[str, int], since: float
+    ) -> Deferred[None]:
+        """Put the operator in ``state`` from ``since``, member of ``groups`` (group -> level).
+
+        Unconditional (login, logout, break, a supervisor): it replaces the
+        groups and ends any reservation. ValueError for an unknown state or
+        ``reserved``.
+        """
+        ...
+
+    def operators(self, customer: str, group: str) -> Deferred[list[OperatorInfo]]:
+        """The group's operators, by name."""
+        ...
+
+    def reserve(
+        self, customer: str, candidates: Sequence[str], call_id: str, ttl: float
+    ) -> Deferred[str | None]:
+        """Reserve the first of ``candidates`` that is available, for ``call_id``; atomic.
+
+        The caller chose the order (its strategy); the first available one
+        when the backend decides wins, so two engines racing for the same
+        operator never both get it. None when no candidate is available.
+        A reservation whose answer was lost expires after ``ttl`` seconds.
+        """
+        ...
+
+    def release_operator(
+        self, customer: str, operator: str, call_id: str, new_state: str
+    ) -> Deferred[bool]:
+        """End ``call_id``'s reservation of the operator, who goes to ``new_state`` now.
+
+        (Named apart from :meth:`CallCounters.release`.) False, changing
+        nothing, when the reservation is not that call's any more: expired,
+        reserved again by another call, or overridden by ``set_operator``.
+        """
+        ...
+
+
+class CallQueues(Protocol):
+    """Calls waiting in a group's queue: higher priority first, then first come."""
+
+    def enqueue(
+        self, customer: str, group: str, call_id: str, priority: int, at: float
+    ) -> Deferred[None]:
+        """Queue the call (again, with the new priority and time, if it is queued)."""
+        ...
+
+    def dequeue(self, customer: str, group: str, call_id: str) -> Deferred[bool]:
+        """Take the call out; True if it was waiting (one engine wins a race for it)."""
+        ...
+
+    def position(self, customer: str, group: str, call_id: str) -> Deferred[int | None]:
+        """1 for the call served next; None when the call is not waiting."""
+        ...
+
+    def waiting(self, customer: str, group: str) -> Deferred[int]:
+        """How many calls wait in the group's queue."""
+        ...
+
+    def oldest(self, customer: str, group: str) -> Deferred[float | None]:
+        """The ``at`` of the call waiting longest (whatever its priority); None if none waits."""
+        ...
+
+
+class AcmCounters(Protocol):
+    """Per-customer counters (offered, answered, abandoned ...) that every engine adds to."""
+
+    def incr(self, customer: str, key: str, by: int = 1) -> Deferred[int]:
+        """Add ``by`` to the counter (from 0); its new value."""
+        ...
+
+    def counters(self, customer: str) -> Deferred[dict[str, int]]:
+        """Every counter of the customer."""
+        ...
+
+
+class SharedState(CallCounters, Operators, CallQueues, AcmCounters, Protocol):
     """Everything the engine processes share; opened by :func:`engine.state.open_state`."""
 
     def ready(self) -> Deferred[None]:

@@ -11,13 +11,53 @@ agree at the boundaries too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred, succeed
 
-from engine.state.interface import DEFAULT_LEASE_TTL, Clock, expiry_ms, now_ms, ttl_ms
+from engine.state.interface import (
+    DEFAULT_LEASE_TTL,
+    Clock,
+    OperatorInfo,
+    check_state,
+    expiry_ms,
+    now_ms,
+    queue_score,
+    ttl_ms,
+)
 
 __all__ = ["MemoryState"]
+
+
+@dataclass
+class _Operator:
+    state: str
+    since: float
+    groups: dict[str, int]
+    handled: int = 0
+    #: The reserving call and its lease's expiry (ms) while ``state`` is ``reserved``.
+    call: str = ""
+    expires: int = 0
+
+    def current(self, now: int) -> str:
+        """The state, with a reservation whose lease ran out read as ``available``."""
+        return "available" if self.state == "reserved" and self.expires <= now else self.state
+
+    def enter(self, state: str, since: float) -> None:
+        if state == "on_call" and self.state != "on_call":
+            self.handled += 1
+        self.state, self.since, self.call, self.expires = state, since, "", 0
+
+
+@dataclass
+class _Customer:
+    operators: dict[str, _Operator] = field(default_factory=dict)
+    # group -> operator -> level
+    groups: dict[str, dict[str, int]] = field(default_factory=dict)
+    # group -> call id -> (composite score, at)
+    queues: dict[str, dict[str, tuple[int, float]]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
 
 
 class MemoryState:
@@ -29,6 +69,14 @@ class MemoryState:
         self.lease_ttl = lease_ttl
         # key -> lease -> expiry (ms); a lease is live while now < expiry.
         self._slots: dict[str, dict[str, int]] = {}
+        self._customers: dict[str, _Customer] = {}
+
+    def _customer(self, customer: str) -> _Customer:
+        return self._customers.setdefault(customer, _Customer())
+
+    def _read(self, customer: str) -> _Customer:
+        """The customer's state for reading: an unknown customer is not stored."""
+        return self._customers.get(customer) or _Customer()
 
     def _live(self, key: str, now: int) -> dict[str, int]:
         """The key's holders with the expired ones dropped (as the acquire script does)."""
@@ -72,9 +120,97 @@ class MemoryState:
                 holders[lease] = expiry
         return succeed(None)
 
+    # -- ACM: operators ------------------------------------------------------
+
+    def set_operator(
+        self, customer: str, operator: str, state: str, groups: Mapping[str, int], since: float
+    ) -> Deferred[None]:
+        check_state(state)
+        c = self._customer(customer)
+        op = c.operators.get(operator)
+        if op is None:
+            op = c.operators[operator] = _Operator("logged_out", since, {})
+        for group in op.groups:
+            c.groups[group].pop(operator, None)
+        op.groups = dict(groups)
+        for group, level in op.groups.items():
+            c.groups.setdefault(group, {})[operator] = int(level)
+        op.enter(state, float(since))
+        return succeed(None)
+
+    def operators(self, customer: str, group: str) -> Deferred[list[OperatorInfo]]:
+        c, now = self._read(customer), now_ms(self.clock)
+        members = c.groups.get(group, {})
+        return succeed([
+            OperatorInfo(name, op.current(now), level, op.since, op.handled)
+            for name, level in sorted(members.items())
+            for op in (c.operators[name],)
+        ])  # fmt: skip
+
+    def reserve(
+        self, customer: str, candidates: Sequence[str], call_id: str, ttl: float
+    ) -> Deferred[str | None]:
+        now, expires = expiry_ms(self.clock, ttl_ms(ttl))
+        c = self._read(customer)
+        for name in candidates:
+            op = c.operators.get(name)
+            if op is not None and op.current(now) == "available":
+                op.state, op.call, op.expires = "reserved", call_id, expires
+                return succeed(name)
+        return succeed(None)
+
+    def release_operator(
+        self, customer: str, operator: str, call_id: str, new_state: str
+    ) -> Deferred[bool]:
+        check_state(new_state)
+        op = self._read(customer).operators.get(operator)
+        if op is None or op.current(now_ms(self.clock)) != "reserved" or op.call != call_id:
+            return succeed(False)
+        op.enter(new_state, self.clock.seconds())
+        return succeed(True)
+
+    # -- ACM: queues ---------------------------------------------------------
+
+    def enqueue(
+        self, customer: str, group: str, call_id: str, priority: int, at: float
+    ) -> Deferred[None]:
+        score = queue_score(priority, at)
+        self._customer(customer).queues.setdefault(group, {})[call_id] = (score, float(at))
+        return succeed(None)
+
+    def dequeue(self, customer: str, group: str, call_id: str) -> Deferred[bool]:
+        queue = self._read(customer).queues.get(group, {})
+        return succeed(queue.pop(call_id, None) is not None)
+
+    def position(self, customer: str, group: str, call_id: str) -> Deferred[int | None]:
+        queue = self._read(customer).queues.get(group, {})
+        if call_id not in queue:
+            return succeed(None)
+        # Redis orders equal scores by member, so ties go by call id here too.
+        mine = (queue[call_id][0], call_id)
+        return succeed(1 + sum((score, other) < mine for other, (score, _at) in queue.items()))
+
+    def waiting(self, customer: str, group: str) -> Deferred[int]:
+        return succeed(len(self._read(customer).queues.get(group, {})))
+
+    def oldest(self, customer: str, group: str) -> Deferred[float | None]:
+        queue = self._read(customer).queues.get(group, {})
+        return succeed(min((at for _score, at in queue.values()), default=None))
+
+    # -- ACM: counters -------------------------------------------------------
+
+    def incr(self, customer: str, key: str, by: int = 1) -> Deferred[int]:
+        counters = self._customer(customer).counters
+        counters[key] = counters.get(key, 0) + by
+        return succeed(counters[key])
+
+    def counters(self, customer: str) -> Deferred[dict[str, int]]:
+        return succeed(dict(self._read(customer).counters))
+
     def ready(self) -> Deferred[None]:
         return succeed(None)
 
     def close(self) -> Deferred[None]:
         self._slots.clear()
+        self._customers.clear()
         return succeed(None)

@@ -13,19 +13,60 @@ whose score is not after "now" is expired: acquire drops those before
 counting, count ignores them. Each write also gives the set a Redis TTL of
 twice the lease time, so a key whose holders all died disappears on its
 own. Multi-key renewal assumes one Redis (not Cluster).
+
+ACM, per customer under ``PREFIX + "acm:" + len(customer) + ":" + customer + ":"``
+(the length keeps any customer name from reading as another's keys):
+
+- ``presence``, a hash operator -> ``state|since|expires|handled|call``:
+  ``since`` in seconds as Python wrote them, ``expires`` the reservation's
+  lease in milliseconds of the caller's clock (as for call slots: an
+  expired reservation reads as ``available``), ``call`` the reserving call
+  (last, so it may hold any character). One hash, so that reading a
+  group's operators or trying a list of candidates is one ``HMGET``, not
+  a command per operator: each command inside a script costs microseconds,
+  and a decision reads about thirty operators.
+- ``group:GROUP``, a hash operator -> level: the members of the group.
+- ``memberships``, a hash operator -> JSON list of its groups, so that a
+  change of groups can leave the old ones. That script builds the group
+  keys from a prefix, which again assumes one Redis (not Cluster).
+- ``queue:GROUP``, a sorted set of call ids scored by
+  :func:`~engine.state.interface.queue_score` (the order of service, so a
+  position is one ``ZRANK``), and ``since:GROUP`` the same calls scored by
+  their ``at`` (the longest wait is its first member).
+- ``counters``, a hash counter -> value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred, gatherResults
 
-from engine.state.interface import DEFAULT_LEASE_TTL, Clock, expiry_ms, now_ms, ttl_ms
+from engine.state.interface import (
+    DEFAULT_LEASE_TTL,
+    Clock,
+    OperatorInfo,
+    check_state,
+    expiry_ms,
+    now_ms,
+    queue_score,
+    ttl_ms,
+)
 from engine.state.redis import RedisClient, RedisCommandError, Script
 from engine.state.resp import ErrorReply, Reply
 
-__all__ = ["ACQUIRE", "RENEW", "RedisState"]
+__all__ = [
+    "ACQUIRE",
+    "DEQUEUE",
+    "ENQUEUE",
+    "OPERATORS",
+    "RELEASE_OPERATOR",
+    "RENEW",
+    "RESERVE",
+    "SET_OPERATOR",
+    "RedisState",
+]
 
 #: Leases per renewal script: bounds how long one script holds Redis.
 RENEW_BATCH = 500
@@ -58,6 +99,114 @@ for i, key in ipairs(KEYS) do
 end
 return renewed
 """)
+
+
+#: A presence record's fields but the call (which may contain anything, so it comes last).
+_RECORD = "'^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'"
+
+#: KEYS presence, memberships; ARGV group key prefix, operator, state, since, group-level pairs.
+SET_OPERATOR = Script(f"""
+local presence, memberships, groupkey, name = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local old = redis.call('HGET', memberships, name)
+if old then
+  for _, group in ipairs(cjson.decode(old)) do redis.call('HDEL', groupkey .. group, name) end
+end
+local groups = {{}}
+for i = 5, #ARGV, 2 do
+  groups[#groups + 1] = ARGV[i]
+  redis.call('HSET', groupkey .. ARGV[i], name, ARGV[i + 1])
+end
+redis.call('HSET', memberships, name, cjson.encode(groups))
+local was, handled = nil, 0
+local record = redis.call('HGET', presence, name)
+if record then
+  local state, _, _, count = string.match(record, {_RECORD})
+  was, handled = state, tonumber(count)
+end
+if ARGV[3] == 'on_call' and was ~= 'on_call' then handled = handled + 1 end
+redis.call('HSET', presence, name, ARGV[3] .. '|' .. ARGV[4] .. '|0|' .. handled .. '|')
+return 1
+""")
+
+#: KEYS group, presence. JSON [members (name, level, ...), their records]: one string to parse.
+OPERATORS = Script("""
+local members = redis.call('HGETALL', KEYS[1])
+if #members == 0 then return '[[],[]]' end  -- cjson would write an empty table as {}
+local names, records = {}, {}
+for i = 1, #members, 2 do names[#names + 1] = members[i] end
+for first = 1, #names, 1000 do  -- unpack() is bounded by Lua's stack
+  local part = redis.call('HMGET', KEYS[2], unpack(names, first, math.min(#names, first + 999)))
+  for _, record in ipairs(part) do records[#records + 1] = record end
+end
+return cjson.encode({members, records})
+""")
+
+#: KEYS presence; ARGV now, expiry, call, then the candidates in order. 1-based index, or 0.
+RESERVE = Script(f"""
+local now, n = tonumber(ARGV[1]), #ARGV - 3
+for first = 1, n, 1000 do  -- usually the first part has one available
+  local last = math.min(n, first + 999)
+  local records = redis.call('HMGET', KEYS[1], unpack(ARGV, first + 3, last + 3))
+  for j = 1, last - first + 1 do
+    if records[j] then
+      local state, since, expires, handled = string.match(records[j], {_RECORD})
+      if state == 'available' or (state == 'reserved' and tonumber(expires) <= now) then
+        redis.call('HSET', KEYS[1], ARGV[first + j + 2],
+                   'reserved|' .. since .. '|' .. ARGV[2] .. '|' .. handled .. '|' .. ARGV[3])
+        return first + j - 1
+      end
+    end
+  end
+end
+return 0
+""")
+
+#: KEYS presence; ARGV now (ms), call, new state, since, operator. 1 if the reservation ended.
+RELEASE_OPERATOR = Script(f"""
+local record = redis.call('HGET', KEYS[1], ARGV[5])
+if not record then return 0 end
+local state, _, expires, handled, call = string.match(record, {_RECORD})
+if state ~= 'reserved' or call ~= ARGV[2] or tonumber(expires) <= tonumber(ARGV[1]) then
+  return 0
+end
+handled = tonumber(handled)
+if ARGV[3] == 'on_call' then handled = handled + 1 end
+redis.call('HSET', KEYS[1], ARGV[5], ARGV[3] .. '|' .. ARGV[4] .. '|0|' .. handled .. '|')
+return 1
+""")
+
+#: KEYS queue, since; ARGV score, at, call.
+ENQUEUE = Script("""
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1
+""")
+
+#: KEYS queue, since; ARGV call. 1 if it was waiting.
+DEQUEUE = Script("""
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('ZREM', KEYS[1], ARGV[1])
+""")
+
+
+def _text(reply: Reply) -> str:
+    if isinstance(reply, bytes):
+        return reply.decode("utf-8")
+    raise RedisCommandError(ErrorReply(f"ERR expected a bulk string reply, got {reply!r:.80}"))
+
+
+def _list(reply: Reply) -> list[Reply]:
+    if isinstance(reply, list):
+        return reply
+    raise RedisCommandError(ErrorReply(f"ERR expected an array reply, got {reply!r:.80}"))
+
+
+def _operator(name: str, level: str, record: str, now: int) -> OperatorInfo:
+    """One operator from its presence record, with an expired reservation read as available."""
+    state, since, expires, handled, _call = record.split("|", 4)
+    if state == "reserved" and int(expires) <= now:
+        state = "available"
+    return OperatorInfo(name, state, int(level), float(since), int(handled))
 
 
 def _integer(reply: Reply) -> int:
@@ -112,6 +261,97 @@ class RedisState:
             batches.append(self.client.eval_script(RENEW, keys, args).addCallback(_integer))
         d = gatherResults(batches, consumeErrors=True)
         return d.addCallbacks(lambda _counts: None, lambda f: f.value.subFailure)
+
+    # -- ACM -------------------------------------------------------------------
+
+    def _acm(self, customer: str) -> str:
+        return f"{self.prefix}acm:{len(customer)}:{customer}:"
+
+    def set_operator(
+        self, customer: str, operator: str, state: str, groups: Mapping[str, int], since: float
+    ) -> Deferred[None]:
+        check_state(state)
+        base = self._acm(customer)
+        args: list[int | float | str] = [f"{base}group:", operator, state, float(since)]
+        for group, level in groups.items():
+            args += [group, int(level)]
+        keys = [f"{base}presence", f"{base}memberships"]
+        return self.client.eval_script(SET_OPERATOR, keys, args).addCallback(lambda _r: None)
+
+    def operators(self, customer: str, group: str) -> Deferred[list[OperatorInfo]]:
+        base = self._acm(customer)
+        d = self.client.eval_script(OPERATORS, [f"{base}group:{group}", f"{base}presence"], [])
+
+        def parse(reply: Reply) -> list[OperatorInfo]:
+            members, records = json.loads(_text(reply))
+            now = now_ms(self.clock)
+            return sorted(
+                _operator(name, level, record, now)
+                for name, level, record in zip(members[::2], members[1::2], records, strict=True)
+                if record)  # fmt: skip
+
+        return d.addCallback(parse)
+
+    def reserve(
+        self, customer: str, candidates: Sequence[str], call_id: str, ttl: float
+    ) -> Deferred[str | None]:
+        now, expiry = expiry_ms(self.clock, ttl_ms(ttl))
+        chosen = list(candidates)
+        d = self.client.eval_script(
+            RESERVE, [f"{self._acm(customer)}presence"], [now, expiry, call_id, *chosen])
+        return d.addCallback(lambda reply: chosen[_integer(reply) - 1] if reply else None)
+
+    def release_operator(
+        self, customer: str, operator: str, call_id: str, new_state: str
+    ) -> Deferred[bool]:
+        check_state(new_state)
+        key = f"{self._acm(customer)}presence"
+        args: list[int | float | str] = [
+            now_ms(self.clock), call_id, new_state, self.clock.seconds(), operator]
+        d = self.client.eval_script(RELEASE_OPERATOR, [key], args)
+        return d.addCallback(lambda reply: _integer(reply) == 1)
+
+    def _queue(self, customer: str, group: str) -> list[str]:
+        base = self._acm(customer)
+        return [f"{base}queue:{group}", f"{base}since:{group}"]
+
+    def enqueue(
+        self, customer: str, group: str, call_id: str, priority: int, at: float
+    ) -> Deferred[None]:
+        score = queue_score(priority, at)
+        d = self.client.eval_script(
+            ENQUEUE, self._queue(customer, group), [score, float(at), call_id])
+        return d.addCallback(lambda _r: None)
+
+    def dequeue(self, customer: str, group: str, call_id: str) -> Deferred[bool]:
+        d = self.client.eval_script(DEQUEUE, self._queue(customer, group), [call_id])
+        return d.addCallback(lambda reply: _integer(reply) == 1)
+
+    def position(self, customer: str, group: str, call_id: str) -> Deferred[int | None]:
+        d = self.client.execute("ZRANK", self._queue(customer, group)[0], call_id)
+        return d.addCallback(lambda reply: None if reply is None else _integer(reply) + 1)
+
+    def waiting(self, customer: str, group: str) -> Deferred[int]:
+        d = self.client.execute("ZCARD", self._queue(customer, group)[0])
+        return d.addCallback(_integer)
+
+    def oldest(self, customer: str, group: str) -> Deferred[float | None]:
+        since = self._queue(customer, group)[1]
+        d = self.client.execute("ZRANGE", since, 0, 0, "WITHSCORES")
+        return d.addCallback(lambda reply: float(_text(_list(reply)[1])) if reply else None)
+
+    def incr(self, customer: str, key: str, by: int = 1) -> Deferred[int]:
+        d = self.client.execute("HINCRBY", f"{self._acm(customer)}counters", key, by)
+        return d.addCallback(_integer)
+
+    def counters(self, customer: str) -> Deferred[dict[str, int]]:
+        d = self.client.execute("HGETALL", f"{self._acm(customer)}counters")
+
+        def parse(reply: Reply) -> dict[str, int]:
+            flat = _list(reply)
+            return {_text(flat[i]): int(_text(flat[i + 1])) for i in range(0, len(flat), 2)}
+
+        return d.addCallback(parse)
 
     def ready(self) -> Deferred[None]:
         return self.client.wait_connected()

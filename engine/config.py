@@ -136,7 +136,9 @@ class Customer:
     acm: AcmSettings | None = None
 
     def profile(self) -> CustomerProfile:
-        return CustomerProfile(self.id, self.formula, self.options, frozenset(self.numbers))
+        groups = frozenset(self.acm.groups) if self.acm is not None else None
+        return CustomerProfile(self.id, self.formula, self.options, frozenset(self.numbers),
+                               groups)  # fmt: skip
 
 
 @dataclass(frozen=True)

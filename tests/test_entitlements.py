@@ -173,3 +173,24 @@ def test_tree_validate_with_the_configuration_refuses_queues_without_acm(
     Path("t.yaml").write_text(TREE)
     code = cli.main(["tree", "validate", "t.yaml", "--config", str(config)])
     assert (code, capsys.readouterr().out) == (0 if "valid" in out else 1, out)
+
+
+def test_tree_validate_checks_queue_groups_against_the_configured_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path, """\
+  acme:
+    formula: classic
+    options: [acm]
+    numbers: ["+3225551234"]
+    acm:
+      groups: {saless: {}}
+      operators:
+        anna: {numbers: ["+32470001104"], pin: "1234", groups: {saless: 3}}
+""")
+    Path("t.yaml").write_text(TREE)
+    code = cli.main(["tree", "validate", "t.yaml", "--config", str(config)])
+    out = capsys.readouterr().out
+    assert (code, out) == (1, "t.yaml:5:56: undefined ACM group 'sales' of customer 'acme' "
+                              "(did you mean 'saless'?)\n")

@@ -20,6 +20,7 @@ G.711 with ``audioop``); ``to_pcm16`` and ``from_pcm16`` convert.
 
 from __future__ import annotations
 
+import gc
 import socket
 import sys
 import threading
@@ -102,6 +103,9 @@ class PyPhone:
         self.rtp_port = free_port()
         self.registrar = Registrar(engine, (LOCAL, self.sip_port))
         self.incoming: list[VoIPCall] = []
+        # Every call is kept until stop(): pyVoIP's VoIPCall.__del__ joins threads, and run
+        # from a collection inside a thread that is just starting it deadlocks the phone.
+        self.kept: list[VoIPCall] = []
         self.rang = threading.Event()
         self.phone = VoIPPhone(
             LOCAL, self.registrar.port, username, "", myIP=LOCAL,
@@ -139,6 +143,7 @@ class PyPhone:
 
     def _ringing(self, call: VoIPCall) -> None:
         """pyVoIP's call callback (its own thread, one second after the INVITE): pick up."""
+        self.kept.append(call)
         call.answer()
         self.incoming.append(call)
         self.rang.set()
@@ -146,6 +151,7 @@ class PyPhone:
     def call(self, number: str, timeout: float = 5.0) -> VoIPCall:
         """Dial ``number`` through the engine and wait until the call is answered."""
         call = self.phone.call(number)
+        self.kept.append(call)
         wait_state(call, CallState.ANSWERED, timeout)
         return call
 
@@ -166,6 +172,9 @@ class PyPhone:
             t.name in names and t.is_alive() for t in threading.enumerate()
         ):
             time.sleep(0.02)
+        self.incoming.clear()
+        self.kept.clear()
+        gc.collect()  # the calls' __del__ now, on this thread, with pyVoIP's threads gone
 
 
 def wait_state(call: VoIPCall, state: CallState, timeout: float) -> None:

@@ -6,7 +6,9 @@ on that directory; this engine's watcher polls it four times a second, so a
 change made anywhere is in force here within a second, and it ends modes
 whose time is up. Every change (phone, API, CLI, expiry) is queued in the
 store and claimed by exactly one watcher, whose engine e-mails the
-customer's contacts: one message per change, however many engines run.
+customer's contacts: one message per change, however many engines run,
+tried again for a while when the mail server refuses or is down (a stop
+meanwhile loses it: the audit keeps the change).
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ from engine.ratelog import RateLimitedLog
 __all__ = ["Services", "drs_prompt_paths"]
 
 log = logging.getLogger("vms.services")
+
+#: E-mails about a change are tried this many times, waiting MAIL_RETRY × attempt between.
+MAIL_ATTEMPTS = 5
+MAIL_RETRY = 60.0
+
 
 def drs_prompt_paths(config: Config) -> dict[str, str]:
     """The DRS prompts by role, as the paths calls play them by."""
@@ -108,9 +115,28 @@ class Services:
                      change.new.mode, change.via, change.new.by)  # fmt: skip
             self._mail(change)
 
-    def _mail(self, change: ModeChange) -> None:
+    def _mail(self, change: ModeChange, attempt: int = 1) -> None:
+        """E-mail a change; a refusal or an unreachable server is tried again a few times."""
         customer: Customer | None = self.config.customers.get(change.customer)
-        if self.mailer is None or customer is None:
+        if customer is None or not customer.contacts:
             return
-        self.mailer.mode_changed(change.customer, customer.contacts, change,
-                                 self.config.drs_service_number)  # fmt: skip
+        if self.mailer is None:
+            self.ratelog.warning(f"nosmtp:{change.customer}", "customer %s: no smtp configured; "
+                                 "its contacts are not told of mode changes", change.customer)
+            return
+        sent = self.mailer.mode_changed(change.customer, customer.contacts, change,
+                                        self.config.drs_service_number)  # fmt: skip
+        if sent is None:
+            return
+
+        def done(accepted: bool) -> None:
+            if accepted:
+                return
+            if attempt >= MAIL_ATTEMPTS:
+                log.error("customer %s: the e-mail about %s -> %s was not accepted after %d "
+                          "attempts; it is in the audit only", change.customer, change.old.mode,
+                          change.new.mode, attempt)  # fmt: skip
+                return
+            self.reactor.callLater(MAIL_RETRY * attempt, self._mail, change, attempt + 1)
+
+        sent.addCallback(done)

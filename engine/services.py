@@ -56,6 +56,8 @@ class Services:
         self.watcher = ModeWatcher(self.store, reactor, on_change=self._seen)
         self.drs: DrsService | None = None
         self.reactor = reactor
+        self.configured_ported = frozenset(
+            n for c in config.customers.values() for n in c.ported)  # fmt: skip
         # Password checks (scrypt, 16 MB and tens of ms each) on two threads of their own: a
         # burst of DRS calls queues here instead of starving the reactor's pool (DNS, SMTP).
         self.pool = ThreadPool(minthreads=0, maxthreads=2, name="vms-scrypt")
@@ -94,9 +96,7 @@ class Services:
         return self.drs
 
     def ported(self, number: str) -> bool:
-        return self.watcher.is_ported(number) or any(
-            number in c.ported for c in self.config.customers.values()
-        )
+        return number in self.configured_ported or self.watcher.is_ported(number)
 
     def refused_ported(self, number: str) -> None:
         self.ratelog.warning(f"ported:{number}", "number %s is ported away: not served (404)",
@@ -113,7 +113,11 @@ class Services:
         for change in changes:
             log.info("customer %s: %s -> %s (%s, by %s)", change.customer, change.old.mode,
                      change.new.mode, change.via, change.new.by)  # fmt: skip
-            self._mail(change)
+            try:
+                self._mail(change)
+            except Exception:  # one change's e-mail must not lose the others'
+                log.exception("customer %s: the e-mail about its mode change failed",
+                              change.customer)  # fmt: skip
 
     def _mail(self, change: ModeChange, attempt: int = 1) -> None:
         """E-mail a change; a refusal or an unreachable server is tried again a few times."""

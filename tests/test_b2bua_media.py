@@ -354,3 +354,32 @@ def test_dead_media_is_watched_only_once_the_caller_confirmed(h: Harness) -> Non
     assert not caller.watched
     h.caller_sends(h.caller_in_dialog("ACK", tag_of(ok), cseq=1, branch="z9hG4bK-ack"))
     assert caller.watched
+
+
+def test_an_ended_call_leaves_no_reference_cycles(h: Harness) -> None:
+    import gc
+
+    gc.collect()
+    h.caller_sends(h.invite("+3225551236"))  # a menu: media, a menu run, timers
+    caller = streams(h)[0]
+    assert caller.on_digit is not None
+    caller.on_digit("1", "rfc4733")
+    invite = only(h.to_trunk(), "INVITE")
+    h.trunk_answers(invite, 200, SDP_ANSWER)
+    ok = next(r for r in responses(h) if r.status == 200)
+    h.caller_sends(h.caller_in_dialog("BYE", tag_of(ok)))
+    bye = only(h.to_trunk(), "BYE")
+    h.trunk_sends(bye.response(200))
+    h.clock.advance(1.0)  # the finished call breaks its cycles on the next tick
+    assert all(s.closed for s in streams(h))
+    h.plane.streams.clear()  # type: ignore[attr-defined]  # as the real plane forgets closed ones
+    del caller
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        kinds = {type(o).__name__ for o in gc.garbage}
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+    assert not kinds & {"Call", "CallMedia", "_Side", "FakeStream", "InboundLeg", "OutboundLeg",
+                        "MenuRun"}, kinds  # fmt: skip

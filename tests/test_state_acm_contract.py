@@ -203,7 +203,10 @@ async def test_release_back_to_available_makes_the_operator_reservable(backend: 
     state = backend.state
     await team(state, "anna")
     assert await state.reserve(C, ["anna"], "c1", TTL) == "anna"
+    backend.clock.advance(2.0)
     assert await state.release_operator(C, "anna", "c1", "available")
+    (info,) = await state.operators(C, "sales")
+    assert info.idle_since == T0 - 100  # given back unused: idle all along, its place kept
     assert await state.reserve(C, ["anna"], "c2", TTL) == "anna"
 
 

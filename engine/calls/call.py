@@ -675,6 +675,10 @@ class Call:
         del self.inbound.call
         del self.session.call
         del self.records.call
+        if self.media is not None:
+            self.media.detach()
+        self.media = self.menu = self.service = None
+        self.current = self.bridged = None
 
 
 class _Final:

@@ -365,6 +365,12 @@ class CallMedia:
 
     # -- the end --------------------------------------------------------------------------
 
+    def detach(self) -> None:
+        """Drop the streams' callbacks into this call (they point back at it: a cycle)."""
+        for side in (self.caller, self.callee):
+            if side is not None:
+                side.stream.on_digit = side.stream.on_dead = None
+
     def close(self) -> None:
         """Close the streams and finish the recording (idempotent)."""
         self.listener = None

@@ -166,7 +166,9 @@ class MemoryState:
         op = self._read(customer).operators.get(operator)
         if op is None or op.current(now_ms(self.clock)) != "reserved" or op.call != call_id:
             return succeed(False)
-        op.enter(new_state, self.clock.seconds())
+        # Given back unused: the operator has been idle all along (its place in the queue stays).
+        since = op.since if new_state == "available" else self.clock.seconds()
+        op.enter(new_state, since)
         return succeed(True)
 
     # -- ACM: queues ---------------------------------------------------------

@@ -165,13 +165,15 @@ return 0
 RELEASE_OPERATOR = Script(f"""
 local record = redis.call('HGET', KEYS[1], ARGV[5])
 if not record then return 0 end
-local state, _, expires, handled, call = string.match(record, {_RECORD})
+local state, since, expires, handled, call = string.match(record, {_RECORD})
 if state ~= 'reserved' or call ~= ARGV[2] or tonumber(expires) <= tonumber(ARGV[1]) then
   return 0
 end
 handled = tonumber(handled)
 if ARGV[3] == 'on_call' then handled = handled + 1 end
-redis.call('HSET', KEYS[1], ARGV[5], ARGV[3] .. '|' .. ARGV[4] .. '|0|' .. handled .. '|')
+-- Given back unused: the operator has been idle all along (its place stays).
+if ARGV[3] ~= 'available' then since = ARGV[4] end
+redis.call('HSET', KEYS[1], ARGV[5], ARGV[3] .. '|' .. since .. '|0|' .. handled .. '|')
 return 1
 """)
 

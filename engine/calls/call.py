@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.calls.dialog import Dialog
+from engine.calls.drs import DrsRun
 from engine.calls.inbound import InboundLeg
 from engine.calls.media import CallMedia, MediaUnavailableError
 from engine.calls.menu import MenuRun
@@ -45,7 +46,6 @@ from routing_trees.model import Action, Announce, Forward, Menu, Reject, Split, 
 
 if TYPE_CHECKING:
     from engine.calls.b2bua import B2bua
-    from engine.calls.drs import DrsRun
     from engine.router import Route
 
 __all__ = ["Call", "Plan"]
@@ -238,8 +238,6 @@ class Call:
 
     def _serve(self) -> None:
         """A call to a service number: the engine answers and runs the service itself."""
-        from engine.calls.drs import DrsRun  # noqa: PLC0415 - the service needs the call first
-
         media = self._anchor()
         if media is None:
             return

@@ -16,6 +16,7 @@ files so that it is installed with the package whatever the packaging.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.cdr.record import OUTCOMES
@@ -106,13 +107,20 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
+def _newer(found: int, latest: int) -> Exception:
+    return StoreError(f"the call-record database is at schema version {found}, newer than "
+                      f"this engine knows ({latest}); run the newer engine, or restore a copy")
+
+
 def migrate(
-    conn: sqlite3.Connection, now: float, migrations: tuple[Migration, ...] = MIGRATIONS
-) -> tuple[int, int]:
+    conn: sqlite3.Connection, now: float, migrations: tuple[Migration, ...] = MIGRATIONS,
+    newer: Callable[[int, int], Exception] = _newer,
+) -> tuple[int, int]:  # fmt: skip
     """Apply the pending migrations; return (version found, version now).
 
     ``conn`` must be in autocommit mode (``isolation_level=None``): the
-    transaction is this function's.
+    transaction is this function's. Other databases (``engine.modes``) use
+    it with their own migrations and their own ``newer`` refusal.
     """
     versions = [m.version for m in migrations]
     if versions != list(range(1, len(versions) + 1)):
@@ -123,10 +131,7 @@ def migrate(
         conn.execute(_VERSION_TABLE)
         found = schema_version(conn)
         if found > latest:
-            raise StoreError(
-                f"the call-record database is at schema version {found}, newer than this "
-                f"engine knows ({latest}); run the newer engine, or restore a copy"
-            )
+            raise newer(found, latest)
         for migration in migrations[found:]:
             for statement in migration.statements:
                 conn.execute(statement)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 
 from engine.cdr.migrations import Migration, schema_version
+from engine.cdr.migrations import migrate as apply_migrations
 
 __all__ = ["MIGRATIONS", "MODES", "ModeStoreError", "migrate", "schema_version"]
 
@@ -73,41 +74,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     )),
 )  # fmt: skip
 
-_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
-    version INTEGER PRIMARY KEY,
-    name    TEXT NOT NULL,
-    applied REAL NOT NULL
-)"""
-
-
 def migrate(
     conn: sqlite3.Connection, now: float, migrations: tuple[Migration, ...] = MIGRATIONS
 ) -> tuple[int, int]:
-    """Apply the pending migrations; return (version found, version now).
+    """Apply the pending migrations; return (version found, version now)."""
 
-    ``conn`` must be in autocommit mode (``isolation_level=None``): the
-    transaction is this function's.
-    """
-    versions = [m.version for m in migrations]
-    if versions != list(range(1, len(versions) + 1)):
-        raise ValueError(f"migrations must be numbered 1, 2, ... in order, not {versions}")
-    latest = versions[-1] if versions else 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(_VERSION_TABLE)
-        found = schema_version(conn)
-        if found > latest:
-            raise ModeStoreError(
-                f"the mode database is at schema version {found}, newer than this engine "
-                f"knows ({latest}); run the newer engine, or restore a copy"
-            )
-        for migration in migrations[found:]:
-            for statement in migration.statements:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version (version, name, applied) VALUES (?, ?, ?)",
-                         (migration.version, migration.name, now))  # fmt: skip
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return found, latest
+    def newer(found: int, latest: int) -> Exception:
+        return ModeStoreError(f"the mode database is at schema version {found}, newer than "
+                              f"this engine knows ({latest}); run the newer engine, or restore "
+                              "a copy")  # fmt: skip
+
+    return apply_migrations(conn, now, migrations, newer)

@@ -80,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
 
     _mode_parsers(sub)
 
-    sub.add_parser("passwd", help="read a password on stdin, print its hash for the config")
+    pw = sub.add_parser("passwd", help="read a password on stdin, print its hash for the config")
+    pw.add_argument("--drs", action="store_true",
+                    help="a DRS password, keyed on a phone: 6 to 16 digits")  # fmt: skip
     return parser
 
 
@@ -239,13 +241,17 @@ def _modes(args: argparse.Namespace) -> int:
         return 1
 
 
-def _passwd(_args: argparse.Namespace) -> int:
+def _passwd(args: argparse.Namespace) -> int:
     if sys.stdin.isatty():
         password = getpass.getpass("Password: ")
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         print("vms passwd: the password is empty; type one on stdin", file=sys.stderr)
+        return 1
+    if args.drs and not (password.isdigit() and password.isascii() and 6 <= len(password) <= 16):
+        print("vms passwd: a DRS password is keyed on a phone: give 6 to 16 digits",
+              file=sys.stderr)  # fmt: skip
         return 1
     print(hash_password(password))
     return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.passwords import verify_password
 from vmskit import (
     REPO,
     ServeFactory,
@@ -151,6 +152,17 @@ def test_passwd_refuses_an_empty_password() -> None:
     result = run_vms("passwd", stdin="\n")
     assert result.returncode == 1
     one_sentence(result.stderr)
+
+
+@pytest.mark.parametrize(("password", "ok"), [("135790", True), ("12345", False),
+                                              ("1234-demo", False), ("٣٣٣٣٣٣", False)])  # fmt: skip
+def test_a_drs_password_must_be_keyable(password: str, ok: bool) -> None:
+    result = run_vms("passwd", "--drs", stdin=password + "\n")
+    assert result.returncode == (0 if ok else 1), result.stderr
+    if ok:
+        assert verify_password(password, result.stdout.strip())
+    else:
+        assert "6 to 16 digits" in one_sentence(result.stderr)
 
 
 @pytest.mark.parametrize(("example", "caller", "called", "at", "route", "forward"), [

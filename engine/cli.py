@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     sites.add_argument("--json", action="store_true", help="one JSON object")
 
     _mode_parsers(sub)
+    _acm_parser(sub)
 
     pw = sub.add_parser("passwd", help="read a password on stdin, print its hash for the config")
     pw.add_argument("--drs", action="store_true",
@@ -129,6 +130,35 @@ def _mode_parsers(sub: Any) -> None:
         p = numbers_sub.add_parser(action, help=text, description=text)
         p.add_argument("number", help="a number of a customer, in any accepted form")
         p.add_argument("--config", required=True, help="configuration file (YAML)")
+
+
+def _acm_parser(sub: Any) -> None:
+    """``vms acm`` (engine/acm/command.py)."""
+    acm = sub.add_parser("acm", help="ACM operators' presence, shared by every engine (Redis)")
+    acm_sub = acm.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("login", "make the operator available in its groups"),
+        ("logout", "log the operator out"),
+        ("break", "put the operator on break (--reason required)"),
+        ("status", "print the operator's state per group (every operator without --operator)"),
+    ):
+        p = acm_sub.add_parser(action, help=text, description=text)
+        p.add_argument("--customer", required=True, help="customer id, as in the configuration")
+        p.add_argument("--operator", required=action != "status", metavar="NAME",
+                       help="operator name, as in customers.ID.acm.operators")  # fmt: skip
+        p.add_argument("--config", required=True, help="configuration file (YAML)")
+        p.add_argument("--reason", metavar="TEXT", help="why the operator takes a break")
+        p.add_argument("--json", action="store_true", help="JSON (status: a list)")
+
+
+def _acm(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    from engine.acm.command import run  # noqa: PLC0415 - Twisted only for this command
+
+    return run(config, args.action, args.customer, args.operator, args.reason, args.json,
+               sys.stdout, sys.stderr)  # fmt: skip
 
 
 def _load(path: str) -> Config | None:
@@ -273,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sites(args.config, args.json, sys.stdout, sys.stderr)
     if args.command in ("drs", "continuity", "number"):
         return _modes(args)
+    if args.command == "acm":
+        return _acm(args)
     return _passwd(args)
 
 

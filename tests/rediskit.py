@@ -14,9 +14,11 @@ import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["MISSING", "RedisServer", "find_redis_server", "free_port"]
+__all__ = ["MISSING", "RedisServer", "find_redis_server", "free_port", "running_redis"]
 
 MISSING = (
     "redis-server is not installed: the state tests run the Redis backend against a real "
@@ -98,3 +100,19 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+@contextmanager
+def running_redis(directory: Path) -> Iterator[RedisServer]:
+    """A real redis-server in ``directory`` while the block runs; its absence is a failure."""
+    import pytest  # the benchmark uses this module too, without pytest
+
+    binary = find_redis_server()
+    if binary is None:
+        pytest.fail(MISSING, pytrace=False)
+    server = RedisServer(binary, directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

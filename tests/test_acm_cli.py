@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from engine.acm import command
 from engine.cli import main
 from engine.state.factory import open_state
 from engine.state.interface import OperatorInfo
-from rediskit import MISSING, RedisServer, find_redis_server, free_port
+from rediskit import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 Capsys = pytest.CaptureFixture[str]
@@ -39,16 +38,6 @@ customers:
   initech: {{formula: classic, numbers: ["+3250123456"]}}
 """
 
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = find_redis_server()
-    if binary is None:
-        pytest.fail(MISSING, pytrace=False)
-    server = RedisServer(binary, tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def write(tmp_path: Path, state: str) -> Path:

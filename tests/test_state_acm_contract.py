@@ -22,7 +22,7 @@ from engine.state.interface import MAX_PRIORITY, OperatorInfo, SharedState
 from engine.state.memory import MemoryState
 from engine.state.redis import RedisClient
 from engine.state.redis_state import RedisState
-from rediskit import MISSING, RedisServer, find_redis_server
+from rediskit import RedisServer, running_redis
 
 T0 = 1_700_000_000.0
 TTL = 15.0
@@ -32,13 +32,8 @@ STATES = ["logged_out", "available", "ringing", "on_call", "wrap_up", "break"]
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    binary = find_redis_server()
-    if binary is None:
-        pytest.fail(MISSING, pytrace=False)
-    server = RedisServer(binary, Path(tmp_path_factory.mktemp("redis")))
-    server.start()
-    yield server
-    server.stop()
+    with running_redis(Path(tmp_path_factory.mktemp("redis"))) as server:
+        yield server
 
 
 @dataclass

@@ -17,8 +17,6 @@ import random
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +25,7 @@ from twisted.internet import defer, reactor, task
 
 from engine.state.redis import RedisClient
 from engine.state.redis_state import RedisState
-from rediskit import MISSING, RedisServer, find_redis_server
+from rediskit import RedisServer
 
 C = "acme"
 OPERATORS = [f"op{n:02}" for n in range(20)]
@@ -35,16 +33,6 @@ CALLERS = 30  # calls at once per process: three callers per operator in all
 ROUNDS = 20  # reservations each caller attempts, one after another
 WAIT = 60.0
 
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = find_redis_server()
-    if binary is None:
-        pytest.fail(MISSING, pytrace=False)
-    server = RedisServer(binary, tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 # -- the worker process ----------------------------------------------------

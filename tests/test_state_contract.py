@@ -24,7 +24,7 @@ from engine.state.leases import LeaseKeeper
 from engine.state.memory import MemoryState
 from engine.state.redis import RedisClient
 from engine.state.redis_state import RENEW_BATCH, RedisState
-from rediskit import MISSING, RedisServer, find_redis_server
+from rediskit import RedisServer, running_redis
 
 TTL = 30.0
 T0 = 1_700_000_000.0  # a realistic epoch: Redis scores are milliseconds of it
@@ -32,13 +32,8 @@ T0 = 1_700_000_000.0  # a realistic epoch: Redis scores are milliseconds of it
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    binary = find_redis_server()
-    if binary is None:
-        pytest.fail(MISSING, pytrace=False)
-    server = RedisServer(binary, Path(tmp_path_factory.mktemp("redis")))
-    server.start()
-    yield server
-    server.stop()
+    with running_redis(Path(tmp_path_factory.mktemp("redis"))) as server:
+        yield server
 
 
 @dataclass

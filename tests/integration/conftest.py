@@ -11,7 +11,7 @@ configuration again (same ports, same data_dir).
 ``sipp_peers(scenario)`` and ``sipp_peers_module(scenario)`` start SIPp UASes
 in the background (a trunk, a site: a file of ``tests/sipp/`` or a SIPp
 built-in such as ``uas``), each tracing its messages, and stop them at
-teardown. ``redis_server`` is a real redis-server on a free port.
+teardown. ``redis_server`` (tests/conftest.py) is a real redis-server on a free port.
 
 When a test fails, the stderr of the servers it used and the last messages of
 the SIPp peers are attached to the report.
@@ -29,7 +29,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rediskit import MISSING, RedisServer, find_redis_server
 from vmskit import (
     SIPP_DIR,
     ServeFactory,
@@ -177,17 +176,6 @@ def sipp_peers_module(sipp: str, tmp_path_factory: pytest.TempPathFactory) -> It
     yield peers
     peers.close()
 
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A real redis-server on a free loopback port; its absence is a failure, not a skip."""
-    binary = find_redis_server()
-    if binary is None:
-        pytest.fail(MISSING, pytrace=False)
-    server = RedisServer(binary, tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.hookimpl(hookwrapper=True)

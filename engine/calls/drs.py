@@ -114,6 +114,7 @@ class DrsRun:
         self.stopped = True
         if self.entry is not None:
             self.entry.stop()
+            self.entry = None  # it points back here: no cycle left behind
 
     # -- the dialogue ---------------------------------------------------------------------
 

@@ -74,7 +74,7 @@ class KeyEntry:
                 break
             if key == self.terminator:
                 self._finish("".join(self.keys))
-            elif key == "*":
+            elif key == "*" and self.terminator is not None:  # a one-key choice may be "*"
                 self.keys.clear()
             else:
                 self.keys.append(key)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -34,32 +34,47 @@ if TYPE_CHECKING:
     from engine.config import Config
     from engine.modes.store import AuditEntry, ModeChange, ModeState, ModeStore
 
-__all__ = ["ROUTES", "V1", "parse_iso"]
+__all__ = ["ROUTES", "V1", "Handler", "Reply", "error", "parse_iso", "query_of"]
 
 log = logging.getLogger("vms.api")
 
 #: What each resource under /api/v1/customers/ID/ answers to (the OpenAPI document lists the same).
 ROUTES: dict[str, tuple[str, ...]] = {"mode": ("GET", "PUT"), "audit": ("GET",)}
+
+#: A resource's handler: (request, customer, method, the path below the resource) -> the reply.
+#: It runs after the token check, for the token's own customer only.
+Handler = Callable[[Any, str, str, tuple[str, ...]], Awaitable["Reply"]]
 _MAX_BODY = 4096
 _MAX_AUDIT = 1000
 _EXAMPLE = '{"mode": "drs", "until": "2026-12-23T10:00:00Z"}'
 
 
 @dataclass
-class _Reply:
+class Reply:
+    """What a handler answers: a status, a JSON body, extra headers."""
+
     status: int
     body: Any
     headers: dict[bytes, bytes] = field(default_factory=dict)
 
 
-def _error(status: int, message: str, **headers: bytes) -> _Reply:
-    return _Reply(
+def error(status: int, message: str, **headers: bytes) -> Reply:
+    """A refusal: ``{"error": message}`` with ``status`` (headers by keyword, ``_`` for ``-``)."""
+    return Reply(
         status, {"error": message}, {k.replace("_", "-").encode(): v for k, v in headers.items()}
     )
 
 
 def _iso(at: float | None) -> str | None:
     return None if at is None else iso(at)
+
+
+def query_of(request: Any) -> dict[str, str]:
+    """The query string's parameters (the last of a repeated name wins)."""
+    # Not parse_qs: it reads '+' as a space, and a client may leave the '+' of +01:00 bare.
+    raw = request.uri.partition(b"?")[2].decode("latin-1")
+    pairs = (p.partition("=") for p in raw.split("&") if p)
+    return {name: unquote(value) for name, _, value in pairs}
 
 
 def parse_iso(text: str, what: str) -> float:
@@ -96,7 +111,7 @@ def _entry(entry: AuditEntry) -> dict[str, Any]:
 
 
 class V1(Resource):
-    """Everything under ``/api/v1/``: routes ``customers/ID/mode`` and ``customers/ID/audit``."""
+    """Everything under ``/api/v1/customers/ID/``: ``mode``, ``audit`` and what :meth:`add` adds."""
 
     isLeaf = True  # noqa: N815 - Twisted's name
 
@@ -118,13 +133,15 @@ class V1(Resource):
             if config is not None
             else None
         )
+        self.routes: dict[str, tuple[str, ...]] = dict(ROUTES)
+        self.handlers: dict[str, Handler] = dict.fromkeys(ROUTES, self._modes)
 
     def render(self, request: Any) -> Any:
         """Answers asynchronously: the token check may run scrypt in a thread."""
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
 
-        def send(reply: _Reply) -> None:
+        def send(reply: Reply) -> None:
             if gone:
                 return
             request.setResponseCode(reply.status)
@@ -135,28 +152,36 @@ class V1(Resource):
             request.write(json.dumps(reply.body).encode())
             request.finish()
 
-        def crashed(failure: Failure) -> _Reply:
+        def crashed(failure: Failure) -> Reply:
             log.error(
                 "API: %s %s failed", request.method.decode(), request.path.decode("latin-1"),
                 exc_info=failure.value,
             )  # fmt: skip
-            return _error(500, "the engine could not answer this request; see its log")
+            return error(500, "the engine could not answer this request; see its log")
 
-        answer: Coroutine[Any, Any, _Reply] = self._answer(request)
+        answer: Coroutine[Any, Any, Reply] = self._answer(request)
         ensureDeferred(answer).addErrback(crashed).addCallback(send)
         return NOT_DONE_YET
 
-    async def _answer(self, request: Any) -> _Reply:
+    def add(self, resource: str, methods: tuple[str, ...], handler: Handler) -> None:
+        """Serve ``customers/ID/<resource>[/...]`` with ``handler`` (ACM, statistics, e-mail)."""
+        self.routes[resource] = methods
+        self.handlers[resource] = handler
+
+    async def _answer(self, request: Any) -> Reply:
         path = request.postpath
-        if len(path) != 3 or path[0] != b"customers" or path[2].decode("latin-1") not in ROUTES:
-            return _error(404, f"no such resource: {request.path.decode('latin-1')}")
-        resource = path[2].decode()
+        resource = path[2].decode("latin-1") if len(path) >= 3 else ""
+        if path[:1] != [b"customers"] or resource not in self.routes:
+            return error(404, f"no such resource: {request.path.decode('latin-1')}")
+        rest = tuple(p.decode("utf-8", "replace") for p in path[3:])
+        if rest and resource in ROUTES:
+            return error(404, f"no such resource: {request.path.decode('latin-1')}")
         method = request.method.decode("latin-1")
-        if method not in ROUTES[resource]:
-            allowed = ", ".join(ROUTES[resource])
-            return _error(405, f"{resource} answers {allowed}", allow=allowed.encode())
-        if self.auth is None or self.store is None or self.config is None:
-            return _error(503, "this engine runs without customers or mode store: no /api/v1")
+        if method not in self.routes[resource]:
+            allowed = ", ".join(self.routes[resource])
+            return error(405, f"{resource} answers {allowed}", allow=allowed.encode())
+        if self.auth is None or self.config is None:
+            return error(503, "this engine runs without customers: no /api/v1")
         auth = await self.auth.check(
             request.getHeader(b"authorization"), request.getClientAddress().host
         )
@@ -164,28 +189,30 @@ class V1(Resource):
             challenge = b'Bearer realm="vms"'
             if request.getHeader(b"authorization") is not None:
                 challenge += b', error="invalid_token"'
-            return _error(401, auth.message, www_authenticate=challenge)
+            return error(401, auth.message, www_authenticate=challenge)
         if auth.status == 429:
-            return _error(429, auth.message, retry_after=str(auth.retry_after).encode())
+            return error(429, auth.message, retry_after=str(auth.retry_after).encode())
         customer = path[1].decode("utf-8", "replace")
         if auth.customer != customer:
-            return _error(403, f"this token does not give access to customer '{customer}'")
+            return error(403, f"this token does not give access to customer '{customer}'")
+        return await self.handlers[resource](request, customer, method, rest)
+
+    async def _modes(self, request: Any, customer: str, method: str, _: tuple[str, ...]) -> Reply:
+        if self.store is None:
+            return error(503, "this engine runs without a mode store: no mode or audit")
         try:
-            if resource == "audit":
+            if request.postpath[2] == b"audit":
                 return self._audit(request, customer)
             if method == "GET":
-                return _Reply(200, _state(self.store.get(customer)))
+                return Reply(200, _state(self.store.get(customer)))
             return self._put_mode(request, customer)
         except sqlite3.Error as exc:
             self._log.warning("db", "API: the mode database failed: %s", exc)
-            return _error(503, "the mode database is busy or failing; try again", retry_after=b"1")
+            return error(503, "the mode database is busy or failing; try again", retry_after=b"1")
 
-    def _audit(self, request: Any, customer: str) -> _Reply:
+    def _audit(self, request: Any, customer: str) -> Reply:
         assert self.store is not None
-        # Not parse_qs: it reads '+' as a space, and a client may leave the '+' of +01:00 bare.
-        raw = request.uri.partition(b"?")[2].decode("latin-1")
-        pairs = (p.partition("=") for p in raw.split("&"))
-        query = {name: unquote(value) for name, _, value in pairs}
+        query = query_of(request)
         since: float | None = None
         limit = _MAX_AUDIT
         try:
@@ -197,51 +224,51 @@ class V1(Resource):
                     raise ValueError(f"limit must be a whole number from 1 to {_MAX_AUDIT}")
                 limit = int(text)
         except ValueError as exc:
-            return _error(400, str(exc))
+            return error(400, str(exc))
         entries = self.store.audit_log(customer=customer, since=since, limit=limit)
-        return _Reply(200, [_entry(e) for e in entries])
+        return Reply(200, [_entry(e) for e in entries])
 
-    def _put_mode(self, request: Any, customer: str) -> _Reply:
+    def _put_mode(self, request: Any, customer: str) -> Reply:
         assert self.store is not None and self.config is not None
         body = request.content.read(_MAX_BODY + 1)
         if len(body) > _MAX_BODY:
-            return _error(413, f"the body is longer than {_MAX_BODY} bytes")
+            return error(413, f"the body is longer than {_MAX_BODY} bytes")
         try:
             wanted = json.loads(body)
         except (UnicodeDecodeError, ValueError):
             wanted = None
         if not isinstance(wanted, dict) or "mode" not in wanted:
-            return _error(400, f"the body must be a JSON object such as {_EXAMPLE}")
+            return error(400, f"the body must be a JSON object such as {_EXAMPLE}")
         unknown = sorted(set(wanted) - {"mode", "until"})
         if unknown:
-            return _error(400, f"unknown field '{unknown[0]}': only 'mode' and 'until' are known")
+            return error(400, f"unknown field '{unknown[0]}': only 'mode' and 'until' are known")
         mode, until_text = wanted["mode"], wanted.get("until")
         if mode not in MODES:
-            return _error(400, f"unknown mode {json.dumps(mode)}: use normal, drs or continuity")
+            return error(400, f"unknown mode {json.dumps(mode)}: use normal, drs or continuity")
         now = self.clock.seconds()
         until: float | None = None
         if until_text is not None:
             if mode == "normal":
-                return _error(400, "'until' applies to drs and continuity, not to normal")
+                return error(400, "'until' applies to drs and continuity, not to normal")
             if not isinstance(until_text, str):
-                return _error(400, "until must be an ISO 8601 time such as 2026-12-23T10:00:00Z")
+                return error(400, "until must be an ISO 8601 time such as 2026-12-23T10:00:00Z")
             try:
                 until = parse_iso(until_text, "until")
             except ValueError as exc:
-                return _error(400, str(exc))
+                return error(400, str(exc))
             if until <= now:
-                return _error(400, f"until ({until_text}) is in the past")
+                return error(400, f"until ({until_text}) is in the past")
         problem = mode_problem(self.config.customers[customer], mode)
         if problem is not None:
             caller = f"api {request.getClientAddress().host}"
             self.store.audit(customer, caller, f"{mode}-activate", "refused", "api", problem)
-            return _error(403, problem)
+            return error(403, problem)
         if mode == "drs":
             longest = now + self.config.drs_max_days * 86400
             if until is None:
                 until = longest
             elif until > longest:
-                return _error(
+                return error(
                     400,
                     f"DRS lasts at most drs.max_days ({self.config.drs_max_days} days): "
                     f"until must be at or before {iso(longest)}",
@@ -249,11 +276,11 @@ class V1(Resource):
         try:
             change = self.store.set_mode(customer, mode, until, by="api", via="api")
         except ValueError as exc:  # the store's clock says the end has come meanwhile
-            return _error(400, str(exc))
+            return error(400, str(exc))
         if change is not None and self.on_change is not None:
             try:
                 self.on_change(change)
             except Exception:
                 log.exception("API: the change of %s to %s was made, but on_change failed",
                               customer, mode)  # fmt: skip
-        return _Reply(200, _state(self.store.get(customer)))
+        return Reply(200, _state(self.store.get(customer)))

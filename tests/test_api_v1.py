@@ -464,7 +464,7 @@ async def test_without_configuration_v1_is_503(make_api: Callable[..., Api]) -> 
     api = make_api()
     status, _, body = await api.call("GET", "/api/v1/customers/acme/mode", bearer("acme"))
     assert status == 503
-    assert body == {"error": "this engine runs without customers or mode store: no /api/v1"}
+    assert body == {"error": "this engine runs without customers: no /api/v1"}
     assert (await api.call("GET", "/api/health"))[0] == 200
 
 

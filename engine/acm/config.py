@@ -34,7 +34,8 @@ __all__ = ["read_acm"]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _PIN = re.compile(r"[0-9]{4,8}")
 _ACM_KEYS = ("groups", "operators", "supervisors")
-_GROUP_KEYS = ("strategy", "ring_timeout", "wrap_up", "max_wait", "auto_break_after", "tiers")
+_GROUP_KEYS = ("strategy", "ring_timeout", "wrap_up", "max_wait", "auto_break_after", "tiers",
+               "service_level", "announce_every")  # fmt: skip
 _OPERATOR_KEYS = ("numbers", "pin", "groups")
 
 
@@ -114,7 +115,8 @@ def _group(check: Checker, name: str, node: Node, what: str) -> tuple[Group, Nod
         elif text is not None:
             strategy = text
     seconds: dict[str, float] = {}
-    for key, minimum in (("ring_timeout", 1.0), ("wrap_up", 0.0), ("max_wait", 1.0)):
+    for key, minimum in (("ring_timeout", 1.0), ("wrap_up", 0.0), ("max_wait", 1.0),
+                         ("service_level", 1.0), ("announce_every", 5.0)):  # fmt: skip
         if key in fields:
             number = check.number(fields[key][1], f"{what}.{key}", minimum)
             if number is not None:

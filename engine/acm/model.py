@@ -52,6 +52,10 @@ class Group:
     auto_break_after: int = 3
     #: Sorted by ``after``, the first at 0, ``min_level`` falling: empty, every level at once.
     tiers: tuple[Tier, ...] = ()
+    #: Seconds within which an answer counts towards the service level (statistics).
+    service_level: float = 20.0
+    #: Seconds between the announcements of position and expected wait while a caller waits.
+    announce_every: float = 30.0
 
     def min_level(self, waited: float) -> int:
         """The lowest level a caller who has waited ``waited`` seconds may be offered to."""

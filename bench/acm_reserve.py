@@ -109,7 +109,7 @@ async def measure(state: SharedState, decisions: int, seed: int = 7) -> dict[str
             held.append((chosen, call))
         while len(held) > OPERATORS // 2:  # untimed: a call ends, its operator is free again
             operator, ended = held.popleft()
-            await state.release_operator(CUSTOMER, operator, ended, "available")
+            await state.move_operator(CUSTOMER, operator, ended, "available")
     ordered = sorted(latencies)
     return {
         "decisions": len(ordered),

@@ -86,10 +86,14 @@ async def engine_view(url: str, group: str) -> dict[str, OperatorInfo]:
 
 
 async def engine_sets(url: str, operator: str, state_name: str) -> None:
+    """What an engine does: a call reserves the operator and moves her on."""
     state = open_state(url, reactor)
     try:
         await state.ready()
-        await state.set_operator("acme", operator, state_name, {"sales": 3}, 1000.0)
+        await state.set_operator("acme", operator, "available", {"sales": 3}, 1000.0)
+        assert await state.reserve("acme", [operator], "call-1", 60) == operator
+        if state_name != "reserved":
+            assert await state.move_operator("acme", operator, "call-1", state_name, 60)
     finally:
         await state.close()
 

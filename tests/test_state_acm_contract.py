@@ -18,7 +18,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 
-from engine.state.interface import MAX_PRIORITY, OperatorInfo, SharedState
+from engine.state.interface import HELD, MAX_PRIORITY, OperatorInfo, SharedState
 from engine.state.memory import MemoryState
 from engine.state.redis import RedisClient
 from engine.state.redis_state import RedisState
@@ -63,6 +63,18 @@ async def states(state: SharedState, group: str, customer: str = C) -> dict[str,
     return {op.operator: op.state for op in await state.operators(customer, group)}
 
 
+async def put(state: SharedState, name: str, state_name: str, groups: dict[str, int],
+              since: float, customer: str = C) -> None:
+    """``name`` in ``state_name`` from ``since``: set, or reserved by call ``hold`` and moved."""
+    if state_name not in HELD:
+        await state.set_operator(customer, name, state_name, groups, since)
+        return
+    await state.set_operator(customer, name, "available", groups, since)
+    assert await state.reserve(customer, [name], "hold", TTL) == name
+    if state_name != "reserved":
+        assert await state.move_operator(customer, name, "hold", state_name, TTL)
+
+
 async def team(state: SharedState, *names: str, group: str = "sales") -> None:
     """``names`` available in ``group`` at level 1, idle since T0 - 100, T0 - 99 ..."""
     for n, name in enumerate(names):
@@ -87,17 +99,18 @@ async def test_operators_of_a_group_with_their_level_in_it(backend: Backend) -> 
 
 
 @pytest_twisted.ensureDeferred
-async def test_every_state_but_reserved_can_be_set(backend: Backend) -> None:
+async def test_only_a_call_puts_an_operator_in_its_states(backend: Backend) -> None:
     state = backend.state
     for n, name in enumerate(STATES):
-        await state.set_operator(C, f"op{n}", name, {"g": 1}, T0)
+        await put(state, f"op{n}", name, {"g": 1}, T0)
     assert await states(state, "g") == {f"op{n}": name for n, name in enumerate(STATES)}
-    for wrong in ["reserved", "idle", ""]:
+    for wrong in ["reserved", "ringing", "on_call", "wrap_up", "idle", ""]:
         with pytest.raises(ValueError, match="cannot be set"):
             await state.set_operator(C, "x", wrong, {"g": 1}, T0)
+    for wrong in ["reserved", "idle", ""]:
         await team(state, "y", group="h")
-        with pytest.raises(ValueError, match="cannot be set"):
-            await state.release_operator(C, "y", "call", wrong)
+        with pytest.raises(ValueError, match="cannot be moved"):
+            await state.move_operator(C, "y", "call", wrong)
     assert "x" not in await states(state, "g")
 
 
@@ -120,7 +133,7 @@ async def test_customers_are_apart_whatever_their_names(backend: Backend) -> Non
     # Names that a plain "customer:kind:name" key layout would confuse.
     await state.set_operator("a", "op:b", "available", {"g": 1}, T0)
     await state.set_operator("a:op", "b", "break", {"g": 2}, T0)
-    await state.set_operator("a:group", "x", "on_call", {"g": 3}, T0)
+    await put(state, "x", "on_call", {"g": 3}, T0, customer="a:group")
     assert await states(state, "g", "a") == {"op:b": "available"}
     assert await states(state, "g", "a:op") == {"b": "break"}
     assert await states(state, "g", "a:group") == {"x": "on_call"}
@@ -132,12 +145,12 @@ async def test_calls_handled_counts_each_time_an_operator_goes_on_a_call(
     backend: Backend,
 ) -> None:
     state = backend.state
-    await state.set_operator(C, "anna", "on_call", {"g": 1}, T0)
-    await state.set_operator(C, "anna", "on_call", {"g": 1}, T0 + 1)  # still the same call
-    await state.set_operator(C, "anna", "wrap_up", {"g": 1}, T0 + 2)
-    await state.set_operator(C, "anna", "available", {"g": 1}, T0 + 3)
+    await put(state, "anna", "on_call", {"g": 1}, T0)
+    assert await state.move_operator(C, "anna", "hold", "on_call", TTL)  # a renewal: one call
+    assert await state.move_operator(C, "anna", "hold", "wrap_up", TTL)
+    assert await state.move_operator(C, "anna", "hold", "available")
     assert await state.reserve(C, ["anna"], "c2", TTL) == "anna"
-    assert await state.release_operator(C, "anna", "c2", "on_call")
+    assert await state.move_operator(C, "anna", "c2", "on_call", TTL)
     [anna] = await state.operators(C, "g")
     assert anna.calls_handled == 2
     assert anna.state == "on_call"
@@ -153,7 +166,7 @@ async def test_reserve_takes_the_first_available_candidate_in_the_given_order(
     state = backend.state
     for n, busy in enumerate(STATES):
         if busy != "available":
-            await state.set_operator(C, f"busy{n}", busy, {"g": 1}, T0)
+            await put(state, f"busy{n}", busy, {"g": 1}, T0)
     await team(state, "anna", "bert", "cleo", group="g")
     candidates = [f"busy{n}" for n in range(len(STATES))] + ["ghost", "bert", "anna", "cleo"]
     assert await state.reserve(C, candidates, "c1", TTL) == "bert"
@@ -182,15 +195,16 @@ async def test_release_by_the_reserving_call_only(backend: Backend) -> None:
     await team(state, "anna")
     assert await state.reserve(C, ["anna"], "c1", TTL) == "anna"
     backend.clock.advance(2.5)
-    assert not await state.release_operator(C, "anna", "c2", "available")
-    assert not await state.release_operator(C, "nobody", "c1", "available")
-    assert not await state.release_operator("other", "anna", "c1", "available")
+    assert not await state.move_operator(C, "anna", "c2", "available")
+    assert not await state.move_operator(C, "nobody", "c1", "available")
+    assert not await state.move_operator("other", "anna", "c1", "available")
     assert await states(state, "sales") == {"anna": "reserved"}
-    assert await state.release_operator(C, "anna", "c1", "ringing")
+    assert await state.move_operator(C, "anna", "c1", "ringing", TTL)
     assert await state.operators(C, "sales") == [
-        OperatorInfo("anna", "ringing", 1, T0 + 2.5, 0)]  # fmt: skip
-    assert not await state.release_operator(C, "anna", "c1", "available")  # already released
+        OperatorInfo("anna", "ringing", 1, T0 - 100, 0)]  # rung: still idle since before
     assert await state.reserve(C, ["anna"], "c3", TTL) is None  # ringing is not available
+    assert await state.move_operator(C, "anna", "c1", "break")
+    assert not await state.move_operator(C, "anna", "c1", "available")  # already let go
 
 
 @pytest_twisted.ensureDeferred
@@ -199,7 +213,7 @@ async def test_release_back_to_available_makes_the_operator_reservable(backend: 
     await team(state, "anna")
     assert await state.reserve(C, ["anna"], "c1", TTL) == "anna"
     backend.clock.advance(2.0)
-    assert await state.release_operator(C, "anna", "c1", "available")
+    assert await state.move_operator(C, "anna", "c1", "available")
     (info,) = await state.operators(C, "sales")
     assert info.idle_since == T0 - 100  # given back unused: idle all along, its place kept
     assert await state.reserve(C, ["anna"], "c2", TTL) == "anna"
@@ -211,7 +225,7 @@ async def test_set_operator_ends_a_reservation(backend: Backend) -> None:
     await team(state, "anna")
     assert await state.reserve(C, ["anna"], "c1", TTL) == "anna"
     await state.set_operator(C, "anna", "break", {"sales": 1}, T0 + 1)
-    assert not await state.release_operator(C, "anna", "c1", "available")
+    assert not await state.move_operator(C, "anna", "c1", "available")
     assert await states(state, "sales") == {"anna": "break"}
     await state.set_operator(C, "anna", "available", {"sales": 1}, T0 + 2)
     assert await state.reserve(C, ["anna"], "c2", TTL) == "anna"
@@ -231,10 +245,10 @@ async def test_a_reservation_expires_after_its_ttl(backend: Backend) -> None:
         OperatorInfo("anna", "available", 1, T0 - 100, 0),  # its idle time as before
         OperatorInfo("bert", "reserved", 1, T0 - 99, 0),
     ]
-    assert not await state.release_operator(C, "anna", "c1", "available")  # too late
+    assert not await state.move_operator(C, "anna", "c1", "available")  # too late
     assert await state.reserve(C, ["bert", "anna"], "c3", TTL) == "anna"
-    assert not await state.release_operator(C, "anna", "c1", "available")  # c3's now
-    assert await state.release_operator(C, "anna", "c3", "on_call")
+    assert not await state.move_operator(C, "anna", "c1", "available")  # c3's now
+    assert await state.move_operator(C, "anna", "c3", "on_call", TTL)
 
 
 @pytest_twisted.ensureDeferred
@@ -335,3 +349,45 @@ async def test_counters_add_up_per_customer(backend: Backend) -> None:
     assert await state.incr("other", "offered") == 1
     assert await state.counters(C) == {"offered": 5, "sales:answered": 0}
     assert await state.counters("other") == {"offered": 1}
+
+
+# -- holds: a call's states are leases, moved by compare-and-set -------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_hold_runs_out_unless_renewed(backend: Backend) -> None:
+    state, clock = backend.state, backend.clock
+    await put(state, "anna", "on_call", {"g": 1}, T0)
+    clock.advance(TTL - 1)
+    assert await state.move_operator(C, "anna", "hold", "on_call", TTL)  # renewed
+    clock.advance(TTL - 1)
+    assert await states(state, "g") == {"anna": "on_call"}
+    clock.advance(1)  # the engine holding her died: the lease ran out
+    assert await states(state, "g") == {"anna": "available"}
+    assert not await state.move_operator(C, "anna", "hold", "wrap_up", TTL)
+    assert await state.reserve(C, ["anna"], "next", TTL) == "anna"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_logout_during_a_call_wins_over_the_call(backend: Backend) -> None:
+    state = backend.state
+    await put(state, "anna", "on_call", {"g": 1}, T0)
+    await state.set_operator(C, "anna", "logged_out", {"g": 1}, T0 + 5)
+    assert not await state.move_operator(C, "anna", "hold", "wrap_up", TTL)  # the call ended
+    assert await states(state, "g") == {"anna": "logged_out"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_moves_of_a_call_set_since_as_the_operator_works(backend: Backend) -> None:
+    state, clock = backend.state, backend.clock
+    await team(state, "anna", group="g")  # idle since T0 - 100
+    assert await state.reserve(C, ["anna"], "c1", TTL) == "anna"
+    assert await state.move_operator(C, "anna", "c1", "ringing", TTL)
+    clock.advance(3)
+    assert await state.move_operator(C, "anna", "c1", "on_call", 120)
+    clock.advance(60)
+    assert await state.move_operator(C, "anna", "c1", "wrap_up", TTL)
+    assert await state.operators(C, "g") == [OperatorInfo("anna", "wrap_up", 1, T0 + 63, 1)]
+    clock.advance(10)
+    assert await state.move_operator(C, "anna", "c1", "available")
+    assert await state.operators(C, "g") == [OperatorInfo("anna", "available", 1, T0 + 73, 1)]

@@ -53,7 +53,7 @@ async def _caller(state: RedisState, name: str, n: int, log: str, out: dict[str,
         await client.execute("RPUSH", f"{log}{op}", f"+{call}")
         await task.deferLater(reactor, rng.uniform(0, 0.003), lambda: None)
         client.execute("RPUSH", f"{log}{op}", f"-{call}")
-        if not await state.release_operator(C, op, call, "available"):
+        if not await state.move_operator(C, op, call, "available"):
             out["lost"].append(call)
         out["held"].append([op, call])
 

@@ -30,19 +30,24 @@ from twisted.internet.defer import Deferred
 
 __all__ = [
     "DEFAULT_LEASE_TTL",
+    "HELD",
     "MAX_PRIORITY",
     "OPERATOR_STATES",
     "AcmCounters",
+    "Binding",
     "CallCounters",
     "CallQueues",
     "Clock",
     "OperatorInfo",
+    "Registrations",
     "Operators",
     "SharedState",
     "StateError",
     "StateUnavailableError",
     "check_state",
     "expiry_ms",
+    "held_ttl",
+    "keeps_idle",
     "now_ms",
     "queue_score",
     "ttl_ms",
@@ -139,17 +144,32 @@ class CallCounters(Protocol):
 OPERATOR_STATES = frozenset(
     {"logged_out", "available", "reserved", "ringing", "on_call", "wrap_up", "break"})  # fmt: skip
 
+#: The states a call holds an operator in, each a lease (:meth:`Operators.move_operator`).
+HELD = frozenset({"reserved", "ringing", "on_call", "wrap_up"})
+
 #: Queue priorities run from 0 to this: the bound keeps the composite score an exact double.
 MAX_PRIORITY = 1023
 _AT_MS_BOUND = 2**42  # milliseconds since the epoch fit until 2109
 
 
 def check_state(state: str) -> None:
-    """ValueError unless an operator may be put in ``state`` directly (not ``reserved``)."""
-    if state not in OPERATOR_STATES or state == "reserved":
+    """ValueError unless an operator may be put in ``state`` directly (not a call's state)."""
+    if state not in OPERATOR_STATES or state in HELD:
         raise ValueError(
             f"operator state {state!r} cannot be set: choose one of "
-            f"{', '.join(sorted(OPERATOR_STATES - {'reserved'}))} (reserve() reserves)")
+            f"{', '.join(sorted(OPERATOR_STATES - HELD))} (a call reserves and moves the others)")
+
+
+def held_ttl(new_state: str, ttl: float) -> int:
+    """The lease (ms) a move to ``new_state`` takes: 0 when it lets go. ValueError if wrong."""
+    if new_state not in OPERATOR_STATES or new_state == "reserved":
+        raise ValueError(f"an operator cannot be moved to {new_state!r}: reserve() reserves")
+    return ttl_ms(ttl) if new_state in HELD else 0
+
+
+def keeps_idle(old: str, new: str) -> bool:
+    """Whether a move keeps ``since``: a renewal, or an offer that came to nothing."""
+    return old == new or (new in ("available", "ringing") and old in ("reserved", "ringing"))
 
 
 def queue_score(priority: int, at: float) -> int:
@@ -196,8 +216,8 @@ class Operators(Protocol):
         """Put the operator in ``state`` from ``since``, member of ``groups`` (group -> level).
 
         Unconditional (login, logout, break, a supervisor): it replaces the
-        groups and ends any reservation. ValueError for an unknown state or
-        ``reserved``.
+        groups and ends any hold of a call. ValueError for an unknown state or
+        one of :data:`HELD` (only a call puts an operator there).
         """
         ...
 
@@ -217,14 +237,23 @@ class Operators(Protocol):
         """
         ...
 
-    def release_operator(
-        self, customer: str, operator: str, call_id: str, new_state: str
+    def move_operator(
+        self, customer: str, operator: str, call_id: str, new_state: str, ttl: float = 0.0
     ) -> Deferred[bool]:
-        """End ``call_id``'s reservation of the operator, who goes to ``new_state`` now.
+        """Move an operator ``call_id`` holds to ``new_state``: compare-and-set, atomic.
 
-        (Named apart from :meth:`CallCounters.release`.) False, changing
-        nothing, when the reservation is not that call's any more: expired,
-        reserved again by another call, or overridden by ``set_operator``.
+        A call holds an operator from :meth:`reserve` on, through ``ringing``,
+        ``on_call`` and ``wrap_up`` (the :data:`HELD` states): each such state
+        is a lease of ``ttl`` seconds (required for them) that the holder
+        renews by moving to the same state again, so an operator held by an
+        engine that died reads as ``available`` once the lease runs out. Moving
+        to any other state lets go. False, changing nothing, when the operator
+        is not held by that call any more: the lease expired, another call has
+        it, or ``set_operator`` (a logout, a supervisor) overrode it.
+
+        ``idle_since`` survives a reservation or an offer that came to nothing
+        (``reserved``/``ringing`` back to ``available``); ``calls_handled``
+        counts each move into ``on_call``.
         """
         ...
 
@@ -267,7 +296,39 @@ class AcmCounters(Protocol):
         ...
 
 
-class SharedState(CallCounters, Operators, CallQueues, AcmCounters, Protocol):
+class Binding(NamedTuple):
+    """One registered contact of an address of record, as :meth:`Registrations.bindings` reads it."""
+
+    #: The Contact URI the phone registered.
+    contact: str
+    #: Where its REGISTER came from (responses went there): where to send, past a NAT.
+    source: tuple[str, int]
+    #: Whole seconds it stays registered from the read on (at least 1).
+    expires: int
+
+
+class Registrations(Protocol):
+    """SIP registrar bindings (softphones), shared so that any engine reaches any phone.
+
+    A binding lives ``expires`` seconds from its last ``bind`` (the injected
+    clock's time, in whole milliseconds as for leases); expired bindings read
+    as gone.
+    """
+
+    def bind(self, aor: str, contact: str, source: tuple[str, int], expires: float) -> Deferred[None]:
+        """Add or refresh ``contact`` of ``aor`` for ``expires`` seconds from now."""
+        ...
+
+    def unbind(self, aor: str, contact: str | None) -> Deferred[None]:
+        """Remove one contact of ``aor``, or all of them when ``contact`` is None."""
+        ...
+
+    def bindings(self, aor: str) -> Deferred[list[Binding]]:
+        """The unexpired bindings of ``aor``, by contact."""
+        ...
+
+
+class SharedState(CallCounters, Operators, CallQueues, AcmCounters, Registrations, Protocol):
     """Everything the engine processes share; opened by :func:`engine.state.open_state`."""
 
     def ready(self) -> Deferred[None]:

@@ -18,10 +18,13 @@ from twisted.internet.defer import Deferred, succeed
 
 from engine.state.interface import (
     DEFAULT_LEASE_TTL,
+    HELD,
     Clock,
     OperatorInfo,
     check_state,
     expiry_ms,
+    held_ttl,
+    keeps_idle,
     now_ms,
     queue_score,
     ttl_ms,
@@ -41,8 +44,11 @@ class _Operator:
     expires: int = 0
 
     def current(self, now: int) -> str:
-        """The state, with a reservation whose lease ran out read as ``available``."""
-        return "available" if self.state == "reserved" and self.expires <= now else self.state
+        """The state, with a held state whose lease ran out read as ``available``."""
+        return "available" if self.state in HELD and self.expires <= now else self.state
+
+    def held_by(self, call: str, now: int) -> bool:
+        return self.state in HELD and self.call == call and self.expires > now
 
     def enter(self, state: str, since: float) -> None:
         if state == "on_call" and self.state != "on_call":
@@ -159,16 +165,21 @@ class MemoryState:
                 return succeed(name)
         return succeed(None)
 
-    def release_operator(
-        self, customer: str, operator: str, call_id: str, new_state: str
+    def move_operator(
+        self, customer: str, operator: str, call_id: str, new_state: str, ttl: float = 0.0
     ) -> Deferred[bool]:
-        check_state(new_state)
+        lease = held_ttl(new_state, ttl)
+        now = now_ms(self.clock)
         op = self._read(customer).operators.get(operator)
-        if op is None or op.current(now_ms(self.clock)) != "reserved" or op.call != call_id:
+        if op is None or not op.held_by(call_id, now):
             return succeed(False)
-        # Given back unused: the operator has been idle all along (its place in the queue stays).
-        since = op.since if new_state == "available" else self.clock.seconds()
-        op.enter(new_state, since)
+        since = op.since if keeps_idle(op.state, new_state) else self.clock.seconds()
+        if new_state == "on_call" and op.state != "on_call":
+            op.handled += 1
+        if lease:
+            op.state, op.since, op.expires = new_state, since, now + lease
+        else:
+            op.state, op.since, op.call, op.expires = new_state, since, "", 0
         return succeed(True)
 
     # -- ACM: queues ---------------------------------------------------------

@@ -45,10 +45,12 @@ from twisted.internet.defer import Deferred, gatherResults
 
 from engine.state.interface import (
     DEFAULT_LEASE_TTL,
+    HELD,
     Clock,
     OperatorInfo,
     check_state,
     expiry_ms,
+    held_ttl,
     now_ms,
     queue_score,
     ttl_ms,
@@ -60,8 +62,8 @@ __all__ = [
     "ACQUIRE",
     "DEQUEUE",
     "ENQUEUE",
+    "MOVE_OPERATOR",
     "OPERATORS",
-    "RELEASE_OPERATOR",
     "RENEW",
     "RESERVE",
     "SET_OPERATOR",
@@ -141,6 +143,9 @@ end
 return cjson.encode({members, records})
 """)
 
+#: A Lua table literal of the held states, for ``HELD[state]`` tests in the scripts.
+_HELD_LUA = "{" + ", ".join(f"{s} = true" for s in sorted(HELD)) + "}"
+
 #: KEYS presence; ARGV now, expiry, call, then the candidates in order. 1-based index, or 0.
 RESERVE = Script(f"""
 local now, n = tonumber(ARGV[1]), #ARGV - 3
@@ -150,7 +155,7 @@ for first = 1, n, 1000 do  -- usually the first part has one available
   for j = 1, last - first + 1 do
     if records[j] then
       local state, since, expires, handled = string.match(records[j], {_RECORD})
-      if state == 'available' or (state == 'reserved' and tonumber(expires) <= now) then
+      if state == 'available' or (({_HELD_LUA})[state] and tonumber(expires) <= now) then
         redis.call('HSET', KEYS[1], ARGV[first + j + 2],
                    'reserved|' .. since .. '|' .. ARGV[2] .. '|' .. handled .. '|' .. ARGV[3])
         return first + j - 1
@@ -161,19 +166,25 @@ end
 return 0
 """)
 
-#: KEYS presence; ARGV now (ms), call, new state, since, operator. 1 if the reservation ended.
-RELEASE_OPERATOR = Script(f"""
+#: KEYS presence; ARGV now (ms), call, new state, since, operator, expiry (0: let go).
+#: 1 if the call held the operator and the move was made (keeps_idle() in Lua).
+MOVE_OPERATOR = Script(f"""
 local record = redis.call('HGET', KEYS[1], ARGV[5])
 if not record then return 0 end
 local state, since, expires, handled, call = string.match(record, {_RECORD})
-if state ~= 'reserved' or call ~= ARGV[2] or tonumber(expires) <= tonumber(ARGV[1]) then
+if not ({_HELD_LUA})[state] or call ~= ARGV[2] or tonumber(expires) <= tonumber(ARGV[1]) then
   return 0
 end
+local new = ARGV[3]
 handled = tonumber(handled)
-if ARGV[3] == 'on_call' then handled = handled + 1 end
--- Given back unused: the operator has been idle all along (its place stays).
-if ARGV[3] ~= 'available' then since = ARGV[4] end
-redis.call('HSET', KEYS[1], ARGV[5], ARGV[3] .. '|' .. since .. '|0|' .. handled .. '|')
+if new == 'on_call' and state ~= 'on_call' then handled = handled + 1 end
+local offered = state == 'reserved' or state == 'ringing'
+if new ~= state and not ((new == 'available' or new == 'ringing') and offered) then
+  since = ARGV[4]
+end
+if ARGV[6] == '0' then call = '' end
+redis.call('HSET', KEYS[1], ARGV[5],
+           new .. '|' .. since .. '|' .. ARGV[6] .. '|' .. handled .. '|' .. call)
 return 1
 """)
 
@@ -204,9 +215,9 @@ def _list(reply: Reply) -> list[Reply]:
 
 
 def _operator(name: str, level: str, record: str, now: int) -> OperatorInfo:
-    """One operator from its presence record, with an expired reservation read as available."""
+    """One operator from its presence record, with an expired hold read as available."""
     state, since, expires, handled, _call = record.split("|", 4)
-    if state == "reserved" and int(expires) <= now:
+    if state in HELD and int(expires) <= now:
         state = "available"
     return OperatorInfo(name, state, int(level), float(since), int(handled))
 
@@ -303,14 +314,15 @@ class RedisState:
             RESERVE, [f"{self._acm(customer)}presence"], [now, expiry, call_id, *chosen])
         return d.addCallback(lambda reply: chosen[_integer(reply) - 1] if reply else None)
 
-    def release_operator(
-        self, customer: str, operator: str, call_id: str, new_state: str
+    def move_operator(
+        self, customer: str, operator: str, call_id: str, new_state: str, ttl: float = 0.0
     ) -> Deferred[bool]:
-        check_state(new_state)
+        lease = held_ttl(new_state, ttl)
+        now = now_ms(self.clock)
         key = f"{self._acm(customer)}presence"
         args: list[int | float | str] = [
-            now_ms(self.clock), call_id, new_state, self.clock.seconds(), operator]
-        d = self.client.eval_script(RELEASE_OPERATOR, [key], args)
+            now, call_id, new_state, self.clock.seconds(), operator, now + lease if lease else 0]
+        d = self.client.eval_script(MOVE_OPERATOR, [key], args)
         return d.addCallback(lambda reply: _integer(reply) == 1)
 
     def _queue(self, customer: str, group: str) -> list[str]:

@@ -9,14 +9,14 @@ The customer API lives under ``/api/v1/`` (engine/api_v1.py), described at
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from engine.api_openapi import OPENAPI
-from engine.api_v1 import V1
+from engine.api_v1 import V1, Handler
 
 if TYPE_CHECKING:
     from engine.config import Config
@@ -59,12 +59,14 @@ def build_site(
     store: ModeStore | None = None,
     on_change: Callable[[ModeChange], None] | None = None,
     reactor: Any = None,
+    resources: Mapping[str, tuple[tuple[str, ...], Handler]] | None = None,
 ) -> Site:
     """The HTTP site; ``ready()`` says whether the engine takes calls.
 
     ``/api/v1`` needs ``config`` (the customers and their token hashes) and
     ``store``; without them it answers 503. ``on_change`` hears of every
-    mode change made through the API, after the store has it.
+    mode change made through the API, after the store has it. ``resources``
+    adds more of ``/api/v1/customers/ID/``: name -> (methods, handler).
     """
     if reactor is None:
         from twisted.internet import reactor as default  # noqa: PLC0415 - installed late
@@ -76,7 +78,10 @@ def build_site(
     root.putChild(b"api", api)
     api.putChild(b"health", _Health(ready))
     api.putChild(b"openapi.json", _Json(OPENAPI))
-    api.putChild(b"v1", V1(reactor, config, store, on_change))
+    v1 = V1(reactor, config, store, on_change)
+    for name, (methods, handler) in (resources or {}).items():
+        v1.add(name, methods, handler)
+    api.putChild(b"v1", v1)
     site = Site(root)  # type: ignore[no-untyped-call]
     site.displayTracebacks = False
     return site

@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import math
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,15 +23,13 @@ from typing import Any
 from twisted.internet import threads
 from twisted.internet.defer import Deferred, succeed
 
+from engine.failures import FailureWindow
 from engine.passwords import DECOY_HASH, verify_password
 from engine.ratelog import RateLimitedLog
 
 __all__ = ["Auth", "TokenAuth"]
 
 log = logging.getLogger("vms.api")
-
-#: Addresses whose failures are all older than the window are forgotten past this many.
-_TRACKED = 4096
 
 
 @dataclass(frozen=True)
@@ -73,12 +69,10 @@ class TokenAuth:
         self.tokens = tokens
         self.verify = verify or _verify_in_thread(reactor)
         self.cache_ttl = cache_ttl
-        self.max_failures = max_failures
-        self.window = window
         #: customer -> (SHA-256 of the presented token, the hash it matched, valid until)
         self._verified: dict[str, tuple[bytes, str, float]] = {}
         self._pending: dict[bytes, list[Deferred[bool]]] = {}
-        self._failures: dict[str, deque[float]] = {}
+        self._failures = FailureWindow(reactor, max_failures, window)
         #: source -> scrypt runs under way for it
         self._running: dict[str, int] = {}
         self._log = RateLimitedLog(log, reactor, interval=60.0)
@@ -147,23 +141,13 @@ class TokenAuth:
         return mine
 
     def _blocked(self, source: str) -> Auth | None:
-        times = self._failures.get(source, deque())
-        now = self.clock.seconds()
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if len(times) + self._running.get(source, 0) < self.max_failures:
+        wait = self._failures.blocked(source, self._running.get(source, 0))
+        if wait is None:
             return None
-        wait = max(1, math.ceil(times[0] + self.window - now)) if times else 1
         return Auth(None, 429, f"too many tokens tried from {source}: wait {wait} s", wait)
 
     def _refuse(self, source: str, customer: str) -> Auth:
-        now = self.clock.seconds()
-        if source not in self._failures and len(self._failures) >= _TRACKED:
-            for old in [
-                a for a, t in self._failures.items() if not t or t[-1] <= now - self.window
-            ]:
-                del self._failures[old]
-        self._failures.setdefault(source, deque()).append(now)
+        self._failures.failed(source)
         # What came before the colon may be a token sent without one: name only known customers.
         named = f"customer '{customer}'" if customer in self.tokens else "an unknown customer"
         self._log.warning("bad-token", "API: a wrong token from %s for %s", source, named)

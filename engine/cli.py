@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.config import Config, load_config, parse_hostport
 from engine.passwords import hash_password
+from engine.sip.digest import ha1
 from engine.state.url import parse_state_url
 from routing_trees import commands as tree_commands
 from routing_trees.source import SourceError
@@ -81,9 +82,25 @@ def _parser() -> argparse.ArgumentParser:
     _mode_parsers(sub)
     _acm_parser(sub)
 
+    st = sub.add_parser(
+        "stats",
+        help="a customer's ACM statistics (queues, operators, staffing)",
+        description="ACM statistics of the configuration's data_dir for "
+        "[--since, --until): today so far (UTC) by default; naive times are UTC.",
+    )
+    st.add_argument("--config", required=True, help="configuration file (YAML)")
+    st.add_argument("--customer", required=True, help="customer id, as in the configuration")
+    st.add_argument("--since", metavar="ISO8601", help="start of the window, included")
+    st.add_argument("--until", metavar="ISO8601", help="end of the window, excluded (default now)")
+    st.add_argument("--group", action="append", metavar="NAME", help="only this group (repeatable)")
+    st.add_argument("--json", action="store_true", help="one JSON object, as the API answers")
+
     pw = sub.add_parser("passwd", help="read a password on stdin, print its hash for the config")
     pw.add_argument("--drs", action="store_true",
                     help="a DRS password, keyed on a phone: 6 to 16 digits")  # fmt: skip
+    pw.add_argument("--digest", nargs=2, metavar=("USER", "CUSTOMER"),
+                    help="a softphone's password: print its digest HA1s (realm CUSTOMER), "
+                    "to put under the operator's softphone")  # fmt: skip
     return parser
 
 
@@ -283,6 +300,11 @@ def _passwd(args: argparse.Namespace) -> int:
         print("vms passwd: a DRS password is keyed on a phone: give 6 to 16 digits",
               file=sys.stderr)  # fmt: skip
         return 1
+    if args.digest:  # HA1 is password-equivalent in its realm: keep the config as secret
+        user, realm = args.digest
+        print(f"ha1: {ha1(user, realm, password)}\n"
+              f"ha1_sha256: {ha1(user, realm, password, 'SHA-256')}")  # fmt: skip
+        return 0
     print(hash_password(password))
     return 0
 
@@ -305,6 +327,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _modes(args)
     if args.command == "acm":
         return _acm(args)
+    if args.command == "stats":
+        config = _load(args.config)
+        if config is None:
+            return 1
+        from engine.acm.stats_command import run as stats  # noqa: PLC0415 - only this command
+
+        return stats(config, args.customer, args.since, args.until, args.group, args.json,
+                     sys.stdout, sys.stderr)  # fmt: skip
     return _passwd(args)
 
 

@@ -136,7 +136,8 @@ class Customer:
     acm: AcmSettings | None = None
 
     def profile(self) -> CustomerProfile:
-        groups = frozenset(self.acm.groups) if self.acm is not None else None
+        # Known either way: a queue's group must be one of this file's (none without acm:).
+        groups = frozenset(self.acm.groups) if self.acm is not None else frozenset()
         return CustomerProfile(self.id, self.formula, self.options, frozenset(self.numbers),
                                groups)  # fmt: skip
 
@@ -607,6 +608,7 @@ def _customers(r: _Reader, node: Node, what: str) -> dict[str, Customer]:
     out: dict[str, Customer] = {}
     owner: dict[str, str] = {}
     owner_of_key: dict[str, str] = {}
+    owner_of_user: dict[str, str] = {}  # softphone user -> customer
     for cid, (key, value) in (found or {}).items():
         customer = _customer(r, cid, value, f"customer '{cid}'")
         if customer is None:
@@ -622,6 +624,15 @@ def _customers(r: _Reader, node: Node, what: str) -> dict[str, Customer]:
                 r.check.problem(key, f"customer_number {keyed} belongs to both customer "
                                      f"'{owner_of_key[keyed]}' and customer '{cid}'")  # fmt: skip
             owner_of_key[keyed] = cid
+        # A REGISTER names its user before it proves anything: the user finds the account.
+        for operator in customer.acm.operators.values() if customer.acm is not None else ():
+            user = operator.softphone.user if operator.softphone is not None else None
+            if user is not None and user in owner_of_user:
+                r.check.problem(key, f"customer '{cid}': softphone user '{user}' is taken by "
+                                     f"another softphone of customer '{owner_of_user[user]}' "
+                                     "(users are unique across customers)")  # fmt: skip
+            elif user is not None:
+                owner_of_user[user] = cid
         out[cid] = customer
     return out
 

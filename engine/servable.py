@@ -4,10 +4,8 @@ Redirect mode keeps no call state and plays no media: a rule whose action
 needs media (announce, menu, queue) cannot be served and its calls get the
 configured final response; inside failover branches such actions are left
 out of the 302; ``max_calls`` cannot be counted. These are warnings: the
-engine starts. B2BUA mode follows every branch and plays announcements and
-menus, but has no Agent Contact Management yet: a ``queue`` is refused (the
-engine does not start with such a tree, and a reload with one keeps the
-running trees), so that no call ever meets a silent no-op.
+engine starts. B2BUA mode serves every action (a ``queue``'s group is
+checked against the customer's ACM groups when the trees load).
 """
 
 from __future__ import annotations
@@ -50,11 +48,8 @@ def unservable(tree: CompiledTree, mode: str, status: int = 480) -> Iterator[Uns
             where = action.pos
             if isinstance(action, _MEDIA):
                 if mode == "b2bua":
-                    if isinstance(action, Queue):
-                        message = ("queue needs Agent Contact Management, which this "
-                                   "version does not have yet; use a forward or a menu")
-                        yield Unservable(where, rule.name, path, message, fatal=True)
-                elif path:
+                    continue
+                if path:
                     message = f"{kind} needs media; redirect mode leaves it out of the 302"
                     yield Unservable(where, rule.name, path, message)
                 else:

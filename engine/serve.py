@@ -22,10 +22,14 @@ from typing import Any
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall
 
+from engine.acm.runtime import AcmRuntime, AcmStartError
 from engine.api import build_site
 from engine.calls.b2bua import B2bua
 from engine.calls.context import CallContext
 from engine.calls.media import MediaServices
+from engine.calls.operator_phone import PHONE_PROMPT_DIR, PHONE_PROMPTS
+from engine.calls.queue import QUEUE_PROMPT_DIR, QUEUE_PROMPTS, AcmServices
+from engine.calls.registrar import Registrar, accounts_of
 from engine.cdr.store import CdrStore
 from engine.config import Config
 from engine.floods import FloodGuard
@@ -41,6 +45,7 @@ from engine.sip.transport import TcpTransport, UdpTransport, listen_tcp, loop_la
 from engine.sites.health import SiteTable
 from engine.sites.prober import SiteProber
 from engine.state.factory import open_state
+from engine.state.interface import SharedState
 from engine.state.leases import LeaseKeeper
 from media.plane import MediaPlane
 from media.prompts import Prompt, PromptCache, PromptError
@@ -128,15 +133,20 @@ def serve(config: Config) -> int:
     mode = config.sip.mode
     cache = PromptCache()
     prompts: dict[str, Prompt] = {}  # the running trees' prompts; replaced with the trees
-    drs_prompts = drs_prompt_paths(config) if config.drs_service_number else {}
+    services = drs_prompt_paths(config) if config.drs_service_number else {}
+    if any(c.acm is not None for c in config.customers.values()):
+        services.update(_acm_prompt_paths())
+    queue_prompts: dict[str, Prompt] = {}  # by key, for the queues' announcements
 
     def load() -> TreeSet:
         trees = load_directory(config.trees, config.profiles() or None)
         _check_servable(trees, mode, config.sip.redirect.unservable)
         if mode == "b2bua":
-            loaded = _load_prompts(trees, cache, drs_prompts)
+            loaded = _load_prompts(trees, cache, services)
             prompts.clear()
             prompts.update(loaded)
+            queue_prompts.update({role[6:]: loaded[path] for role, path in services.items()
+                                  if role.startswith("queue ")})  # fmt: skip
         return trees
 
     try:
@@ -152,7 +162,14 @@ def serve(config: Config) -> int:
 
     _tune_gc()
     _raise_file_limit()
-    return _run(reactor, config, trees, load, prompts)
+    return _run(reactor, config, trees, load, prompts, queue_prompts)
+
+
+def _acm_prompt_paths() -> dict[str, str]:
+    """The queue's and the operator phone service's prompts, by role ("queue music" ...)."""
+    paths = {f"queue {key}": QUEUE_PROMPT_DIR / f"{key}.wav" for key in QUEUE_PROMPTS}
+    paths.update({f"operator {key}": PHONE_PROMPT_DIR / f"{key}.wav" for key in PHONE_PROMPTS})
+    return {role: str(path) for role, path in paths.items()}
 
 
 def _check_servable(trees: TreeSet, mode: str, status: int) -> None:
@@ -190,7 +207,7 @@ def _load_prompts(trees: TreeSet, cache: PromptCache,
         try:
             loaded[path] = cache.get(path)
         except PromptError as exc:
-            problems.append(Problem(path, 1, 1, f"the DRS service's '{role}' prompt: {exc}"))
+            problems.append(Problem(path, 1, 1, f"the service prompt '{role}': {exc}"))
     if problems:
         raise SourceError(problems)
     return loaded
@@ -224,7 +241,7 @@ def _tune_gc() -> None:
 
 
 def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSet],
-         prompts: dict[str, Prompt]) -> int:
+         prompts: dict[str, Prompt], queue_prompts: Mapping[str, Prompt]) -> int:
     sip = config.sip
     try:
         services = Services(reactor, config)
@@ -238,6 +255,16 @@ def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSe
                      t4=sip.t4, retry_after=sip.overload.retry_after)  # fmt: skip
     floods = FloodGuard(reactor, config.floods, config.flood_overrides())
     overload = Overload(sip.overload.max_delay)
+    state = (open_state(config.state, reactor, lease_ttl=config.calls.lease_ttl)
+             if sip.mode == "b2bua" else None)  # fmt: skip
+    acm = None
+    if state is not None and queue_prompts:
+        try:
+            acm = AcmRuntime(reactor, config, state, services.store)
+            acm.start()
+        except AcmStartError as exc:
+            print(f"vms: {exc}", file=sys.stderr)
+            return 1
     host, port = sip.listen
     ready = False
     transports: dict[str, Any] = {}
@@ -253,7 +280,8 @@ def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSe
             listen_tcp(reactor, tcp, host, port, sip.reuse_port)
             transports["tcp"] = tcp
         what, host, port = "the portal (HTTP)", config.portal[0], config.portal[1]
-        site = build_site(lambda: ready, config, services.store, on_change=services.changed)
+        site = build_site(lambda: ready, config, services.store, on_change=services.changed,
+                          resources=acm.resources() if acm is not None else None)  # fmt: skip
         reactor.listenTCP(port, site, interface=host)
     except (OSError, CannotListenError) as exc:
         print(_listen_error(what, host, port, exc), file=sys.stderr)
@@ -276,8 +304,14 @@ def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSe
         except OSError as exc:
             print(f"vms: cannot open the media plane: {exc}", file=sys.stderr)
             return 1
+        assert state is not None
+        queues = None
+        if acm is not None:
+            phone = {role[9:]: path for role, path in _acm_prompt_paths().items()
+                     if role.startswith("operator ")}  # fmt: skip
+            queues = AcmServices(acm.desk, queue_prompts, acm.phone(phone, services.pool))
         b2bua = _b2bua(reactor, config, stack, router, floods, sites, transports, local,
-                       (trunk_ip, sip.trunk[1]), media)  # fmt: skip
+                       (trunk_ip, sip.trunk[1]), media, state, queues)  # fmt: skip
         b2bua.ctx.drs = services.phone_service(drs_prompt_paths(config))
         stack.tu = b2bua
     if "udp" in transports:
@@ -285,6 +319,8 @@ def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSe
     loop_lag_monitor(reactor, overload)
     services.start()
     reactor.addSystemEventTrigger("after", "shutdown", services.stop)
+    if acm is not None:
+        reactor.addSystemEventTrigger("after", "shutdown", acm.stop)
 
     def install(new: TreeSet) -> None:
         router.trees = new
@@ -308,10 +344,10 @@ def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSe
 def _b2bua(
     reactor: Any, config: Config, stack: SipStack, router: Router, floods: FloodGuard,
     sites: SiteTable, transports: dict[str, Any], local: tuple[str, int],
-    trunk: tuple[str, int], media: MediaServices,
+    trunk: tuple[str, int], media: MediaServices, state: SharedState,
+    acm: AcmServices | None,
 ) -> B2bua:  # fmt: skip
-    """The call controller with its shared state, call records and site health."""
-    state = open_state(config.state, reactor, lease_ttl=config.calls.lease_ttl)
+    """The call controller with its shared state, call records, site health and ACM queues."""
     leases = LeaseKeeper(state, reactor)
     leases.start()
     records = CdrStore.in_data_dir(config.data_dir, reactor)
@@ -325,14 +361,16 @@ def _b2bua(
         stack=stack, transport=transports[config.sip.trunk_transport], local=local,
         trunk=trunk, trunk_name=trunk_name, settings=config.calls, state=leases,
         records=records, sites=sites, billing_prefixes=config.billing.other_operator_prefixes,
-        media=media,
+        media=media, acm=acm,
     )  # fmt: skip
-    b2bua = B2bua(ctx, router, floods)
+    b2bua = B2bua(ctx, router, floods, registrar=_registrar(reactor, config, stack, state))
 
     def shutdown() -> None:
         ended = b2bua.hang_up_all("the engine is stopping")
         if ended:
             log.info("hung up %d calls", ended)
+        if acm is not None:
+            acm.desk.stop()  # its directory and statistics close after the calls' last events
         records.close_open()
         records.close()
         leases.stop()
@@ -341,6 +379,17 @@ def _b2bua(
 
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     return b2bua
+
+
+def _registrar(reactor: Any, config: Config, stack: SipStack, state: Any) -> Registrar | None:
+    """Operators' softphones register when some customer has one, from any address (digest)."""
+    acm = {cid: c.acm for cid, c in config.customers.items() if c.acm is not None}
+    accounts = accounts_of(acm)
+    if not accounts:
+        return None
+    stack.open_methods = frozenset({"REGISTER"})
+    log.info("%d softphones may register; REGISTER is accepted from any address", len(accounts))
+    return Registrar(reactor, state, accounts)
 
 
 def _media(reactor: Any, config: Config, prompts: dict[str, Prompt]) -> MediaServices:

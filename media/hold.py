@@ -30,7 +30,9 @@ class Player(Protocol):
 class Clock(Protocol):
     def seconds(self) -> float: ...
 
-    def callLater(self, delay: float, fn: Callable[..., Any], *args: Any) -> Any: ...  # noqa: N802
+    def callLater(  # noqa: N802 - Twisted's name
+        self, delay: float, callable: Callable[..., Any], *args: Any, **kw: Any
+    ) -> Any: ...
 
 
 class HoldPlayer:

@@ -22,6 +22,7 @@ from .model import (
     DEFAULT_MENU_RETRIES,
     DEFAULT_MENU_TIMEOUT,
     DEFAULT_RING_TIMEOUT,
+    MAX_PRIORITY,
     Action,
     Announce,
     Forward,
@@ -44,7 +45,7 @@ ACTIONS = ("forward", "announce", "queue", "menu", "split", "reject")
 MODIFIERS: dict[str, tuple[str, ...]] = {
     "forward": ("timeout", "max_calls", "on_busy", "on_no_answer", "on_unreachable", "on_overflow"),
     "announce": ("then",),
-    "queue": ("max_wait", "on_timeout", "on_no_agents"),
+    "queue": ("max_wait", "priority", "on_timeout", "on_no_agents"),
     "menu": ("options", "timeout", "retries", "on_timeout", "on_invalid"),
     "split": (),
     "reject": (),
@@ -201,12 +202,17 @@ class ActionReader:
         max_wait = None
         if "max_wait" in fields:
             max_wait = self.check.integer(fields["max_wait"][1], "queue max_wait", 1, 3600)
-        outcomes = self._children(fields, MODIFIERS["queue"][1:], rule, path, depth)
-        if group is None or outcomes is None or ("max_wait" in fields and max_wait is None):
+        priority: int | None = 0
+        if "priority" in fields:
+            priority = self.check.integer(fields["priority"][1], "queue priority", 0, MAX_PRIORITY)
+        outcomes = self._children(fields, MODIFIERS["queue"][2:], rule, path, depth)
+        if (group is None or outcomes is None or ("max_wait" in fields and max_wait is None)
+                or priority is None):  # fmt: skip
             return None
         return Queue(
             group,
             max_wait if max_wait is not None else DEFAULT_MAX_WAIT,
+            priority,
             on_timeout=outcomes["on_timeout"],
             on_no_agents=outcomes["on_no_agents"],
             pos=self.pos(key_node),

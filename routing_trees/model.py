@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_MENU_TIMEOUT",
     "DEFAULT_RING_TIMEOUT",
     "FORMULAS",
+    "MAX_PRIORITY",
     "MODES",
     "NOWHERE",
     "OPTIONS",
@@ -54,6 +55,8 @@ __all__ = [
 
 DEFAULT_RING_TIMEOUT = 30
 DEFAULT_MAX_WAIT = 300
+#: The highest ``priority`` of a queued call (the shared state orders by it exactly).
+MAX_PRIORITY = 1023
 DEFAULT_MENU_TIMEOUT = 5
 DEFAULT_MENU_RETRIES = 2
 
@@ -137,6 +140,8 @@ class Queue:
 
     group: str
     max_wait: int = DEFAULT_MAX_WAIT
+    #: Higher is served first (a rule for a list of callers jumps them ahead); 0 to MAX_PRIORITY.
+    priority: int = 0
     on_timeout: Action | None = None
     on_no_agents: Action | None = None
     pos: Pos = field(default=NOWHERE, compare=False)
@@ -151,6 +156,8 @@ class Queue:
         out: JSON = {"queue": self.group}
         if self.max_wait != DEFAULT_MAX_WAIT:
             out["max_wait"] = self.max_wait
+        if self.priority:
+            out["priority"] = self.priority
         return _with_children(out, self)
 
 

@@ -13,6 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rediskit import RedisServer, running_redis  # noqa: E402 - on the path just above
 
+#: Fixtures of the kits: make_api (the HTTP API on loopback).
+pytest_plugins = ["apikit"]
+
 
 @pytest.fixture
 def root() -> Path:

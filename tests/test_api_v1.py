@@ -7,29 +7,22 @@ cache, sharing and rate limit are also driven directly with a Clock.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
-from twisted.web.client import Agent, readBody
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
-from zope.interface import implementer
 
 import engine.api_auth
-from engine.api import build_site
+from apikit import Api
 from engine.api_auth import TokenAuth
 from engine.api_v1 import ROUTES
 from engine.config import Config, Customer, SipSettings
@@ -70,59 +63,6 @@ def config(tmp_path: Path) -> Config:
 def store(tmp_path: Path) -> Iterator[ModeStore]:
     with ModeStore(tmp_path / "modes.sqlite") as opened:
         yield opened
-
-
-@dataclass
-class Api:
-    url: str
-    changes: list[ModeChange]
-
-    async def call(
-        self, method: str, path: str, auth: str | None = None, body: Any = None
-    ) -> tuple[int, Headers, Any]:
-        headers = Headers({"authorization": [auth]} if auth is not None else {})
-        producer = None
-        if body is not None:
-            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-            producer = _Bytes(raw)
-            headers.addRawHeader("content-type", "application/json")
-        response = await Agent(reactor).request(
-            method.encode(), (self.url + path).encode(), headers, producer
-        )
-        data = await readBody(response)
-        return response.code, response.headers, json.loads(data) if data else None
-
-
-@implementer(IBodyProducer)
-class _Bytes:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer: Any) -> Deferred[None]:
-        consumer.write(self.data)
-        return succeed(None)
-
-    def pauseProducing(self) -> None: ...
-
-    def stopProducing(self) -> None: ...
-
-
-@pytest.fixture
-def make_api() -> Iterator[Callable[..., Api]]:
-    """Serves build_site(ready, **site_args) on a free loopback port until the test ends."""
-    ports = []
-
-    def make(**site_args: Any) -> Api:
-        changes: list[ModeChange] = []
-        site_args.setdefault("on_change", changes.append)
-        site = build_site(lambda: True, **site_args)
-        ports.append(reactor.listenTCP(0, site, interface="127.0.0.1"))
-        return Api(f"http://127.0.0.1:{ports[-1].getHost().port}", changes)
-
-    yield make
-    for port in ports:
-        pytest_twisted.blockon(port.stopListening())
 
 
 @pytest.fixture

@@ -155,7 +155,9 @@ routes:
         ("outbound", "[]",
          "t.yaml:2:11: customer 'acme' (formula outbound) has no traffic routing (TRM): "
          "a routing tree cannot serve it\n"),
-        ("continuity", "[acm]", "t.yaml: valid (1 number, 1 rule)\n"),
+        ("continuity", "[acm]",  # the option, but no acm: section with the group
+         "t.yaml:5:56: undefined ACM group 'sales' of customer 'acme': customer 'acme' "
+         "has no ACM groups\n"),
     ],
 )  # fmt: skip
 def test_tree_validate_with_the_configuration_refuses_queues_without_acm(

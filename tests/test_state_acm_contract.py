@@ -391,3 +391,14 @@ async def test_moves_of_a_call_set_since_as_the_operator_works(backend: Backend)
     clock.advance(10)
     assert await state.move_operator(C, "anna", "c1", "available")
     assert await state.operators(C, "g") == [OperatorInfo("anna", "available", 1, T0 + 73, 1)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_login_starts_counting_calls_handled_again(backend: Backend) -> None:
+    state = backend.state
+    await put(state, "anna", "on_call", {"g": 1}, T0)
+    await state.set_operator(C, "anna", "break", {"g": 1}, T0 + 1)
+    assert (await state.operators(C, "g"))[0].calls_handled == 1  # a break keeps the shift
+    await state.set_operator(C, "anna", "logged_out", {"g": 1}, T0 + 2)
+    await state.set_operator(C, "anna", "available", {"g": 1}, T0 + 3)
+    assert (await state.operators(C, "g"))[0].calls_handled == 0

@@ -10,6 +10,8 @@ Redis is one sentence on stderr and exit status 1.
 An operator who is reserved, ringing or on a call is left alone (the
 engine ends that call's state itself); any other state is replaced at
 once, as :meth:`~engine.state.interface.Operators.set_operator` does.
+:func:`act`, :func:`presences` and :func:`document` are that core, shared
+with the HTTP API (engine/api_acm.py), which runs them on the engine's state.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from engine.state.interface import OperatorInfo, SharedState, StateError
 from engine.state.url import parse_state_url
 from routing_trees.source import did_you_mean
 
-__all__ = ["ACTIONS", "CONNECT_TIMEOUT", "InputError", "run"]
+__all__ = ["ACTIONS", "BUSY", "CONNECT_TIMEOUT", "BusyError", "InputError", "Presence", "act",
+           "document", "presences", "run"]  # fmt: skip
 
 #: action -> the state it puts the operator in (status changes nothing).
 ACTIONS: Mapping[str, str | None] = {
@@ -36,16 +39,20 @@ CONNECT_TIMEOUT = 5.0
 #: How a state reads in a sentence.
 _WORDS = {"logged_out": "logged out", "on_call": "on a call", "wrap_up": "in wrap-up",
           "break": "on break"}  # fmt: skip
-#: States in which a call owns the operator: the command does not touch them.
-_BUSY = frozenset({"reserved", "ringing", "on_call"})
+#: States in which a call owns the operator: neither the command nor the API touches them.
+BUSY = frozenset({"reserved", "ringing", "on_call"})
 
 
 class InputError(Exception):
     """Bad input or a refused change; the message is the sentence for the user."""
 
 
+class BusyError(InputError):
+    """The operator is in a call's hands (``BUSY``): the API answers 409, the CLI exits 1."""
+
+
 @dataclass(frozen=True)
-class _Presence:
+class Presence:
     """One operator as the shared state has it: its state, and per group (level, state)."""
 
     name: str
@@ -61,7 +68,7 @@ def run(config: Config, action: str, customer_id: str, operator_name: str | None
     try:
         acm, operators = _check(config, action, customer_id, operator_name, reason)
         url = config.state
-        presences = _react(url, lambda state, clock: _act(
+        found = _react(url, lambda state, clock: act(
             state, clock, customer_id, acm, operators, ACTIONS[action], reason))
     except InputError as exc:
         print(f"{prog}: {exc}", file=err)
@@ -70,12 +77,12 @@ def run(config: Config, action: str, customer_id: str, operator_name: str | None
         print(f"{prog}: the shared state at {_where(url)} failed ({exc}); check that Redis "
               "is running and reachable, then try again", file=err)  # fmt: skip
         return 1
-    documents = [_document(customer_id, p, reason if action == "break" else None)
-                 for p in presences]  # fmt: skip
+    documents = [document(customer_id, p, reason if action == "break" else None)
+                 for p in found]  # fmt: skip
     if as_json:
         print(json.dumps(documents if action == "status" else documents[0]), file=out)
     else:
-        for p, doc in zip(presences, documents, strict=True):
+        for p, doc in zip(found, documents, strict=True):
             print(_line(customer_id, p, doc.get("reason")), file=out)
     return 0
 
@@ -118,47 +125,47 @@ def _check(config: Config, action: str, customer_id: str, operator_name: str | N
     return acm, chosen
 
 
-async def _act(state: SharedState, clock: Any, customer: str, acm: AcmSettings,
-               operators: list[Operator], target: str | None,
-               reason: str | None) -> list[_Presence]:  # fmt: skip
+async def act(state: SharedState, clock: Any, customer: str, acm: AcmSettings,
+              operators: list[Operator], target: str | None,
+              reason: str | None) -> list[Presence]:  # fmt: skip
     """Read the operators, change them if asked (refusing a busy one), read them back."""
     groups = sorted(acm.groups)
-    before = await _read(state, customer, groups, operators)
+    before = await presences(state, customer, groups, operators)
     if target is None:
         return before
     (op,), (now,) = operators, before
-    if now.state in _BUSY:
+    if now.state in BUSY:
         verb = {"available": "logged in", "logged_out": "logged out",
                 "break": "put on break"}[target]  # fmt: skip
-        raise InputError(f"operator '{op.name}' of customer '{customer}' is "
-                         f"{_WORDS.get(now.state, now.state)}, so it cannot be {verb} now; "
-                         "try again once the call is over")  # fmt: skip
+        raise BusyError(f"operator '{op.name}' of customer '{customer}' is "
+                        f"{_WORDS.get(now.state, now.state)}, so it cannot be {verb} now; "
+                        "try again once the call is over")  # fmt: skip
     # The same state again keeps its start (an operator's idle time is not reset).
     since = now.since if now.state == target and now.since is not None else clock.seconds()
     await state.set_operator(customer, op.name, target, op.groups, since)
-    return await _read(state, customer, groups, operators)
+    return await presences(state, customer, groups, operators)
 
 
-async def _read(state: SharedState, customer: str, groups: list[str],
-                operators: list[Operator]) -> list[_Presence]:  # fmt: skip
+async def presences(state: SharedState, customer: str, groups: list[str],
+                    operators: list[Operator]) -> list[Presence]:  # fmt: skip
     """Each operator's presence in the configured groups (absent: logged out)."""
     found: dict[str, dict[str, OperatorInfo]] = {}
     for group in groups:
         for info in await state.operators(customer, group):
             found.setdefault(info.operator, {})[group] = info
-    out: list[_Presence] = []
+    out: list[Presence] = []
     for op in operators:
         infos = found.get(op.name, {})
         first = next(iter(infos.values()), None)
         per_group = {g: (infos[g].level, infos[g].state) if g in infos else (level, "logged_out")
                      for g, level in sorted(op.groups.items())}  # fmt: skip
-        out.append(_Presence(op.name, first.state if first else "logged_out",
-                             first.idle_since if first else None, per_group))  # fmt: skip
+        out.append(Presence(op.name, first.state if first else "logged_out",
+                            first.idle_since if first else None, per_group))  # fmt: skip
     return out
 
 
-def _react(url: str, body: Callable[[SharedState, Any], Coroutine[Any, Any, list[_Presence]]],
-           ) -> list[_Presence]:  # fmt: skip
+def _react(url: str, body: Callable[[SharedState, Any], Coroutine[Any, Any, list[Presence]]],
+           ) -> list[Presence]:  # fmt: skip
     """Run ``body`` on the state at ``url``, on a reactor of its own (so it can run twice)."""
     from twisted.internet import defer  # noqa: PLC0415 - Twisted only for this command
     from twisted.internet.selectreactor import SelectReactor  # noqa: PLC0415
@@ -166,7 +173,7 @@ def _react(url: str, body: Callable[[SharedState, Any], Coroutine[Any, Any, list
     from engine.state.factory import open_state  # noqa: PLC0415
 
     raise_error: list[BaseException] = []
-    result: list[list[_Presence]] = []
+    result: list[list[Presence]] = []
     reactor: Any = SelectReactor()
     state = open_state(url, reactor)
 
@@ -202,7 +209,7 @@ def _where(url: str) -> str:
     return f"{where.host}:{where.port}/{where.db}"
 
 
-def _document(customer: str, p: _Presence, reason: str | None) -> dict[str, Any]:
+def document(customer: str, p: Presence, reason: str | None) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "customer": customer,
         "operator": p.name,
@@ -214,7 +221,7 @@ def _document(customer: str, p: _Presence, reason: str | None) -> dict[str, Any]
     return doc
 
 
-def _line(customer: str, p: _Presence, reason: object) -> str:
+def _line(customer: str, p: Presence, reason: object) -> str:
     groups = ", ".join(f"{g} (level {level}): {_WORDS.get(state, state)}"
                        for g, (level, state) in p.groups.items())  # fmt: skip
     why = f" ({reason})" if reason is not None else ""

@@ -2,10 +2,13 @@
 
 engine/config.py hands this module the ``acm`` node of a customer; it reports
 through the same Checker, so a wrong group or level is a ``FILE:LINE:COL``
-problem and nothing starts. Tiers are stored complete: when the first
-written tier starts after 0 s, a tier at 0 s for the group's best level is put
-before it, so that a caller first waits for the group's most competent
-operators and the queue widens from there (engine/acm/strategies.py).
+problem and nothing starts. A ``pin`` is 4 to 8 digits or their hash from
+``vms passwd`` (what the run-time directory stores, engine/acm/directory.py);
+hashing every written PIN here would cost a scrypt per operator at each
+start. Tiers are stored complete: when the first written tier starts after
+0 s, a tier at 0 s for the group's best level is put before it, so that a
+caller first waits for the group's most competent operators and the queue
+widens from there (engine/acm/strategies.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Collection
 from dataclasses import replace
 from types import MappingProxyType
 
+from engine.acm.mailconfig import read_email
 from engine.acm.model import (
     DEFAULT_STRATEGY,
     MAX_LEVEL,
@@ -23,9 +27,11 @@ from engine.acm.model import (
     AcmSettings,
     Group,
     Operator,
+    Softphone,
     Tier,
 )
 from engine.formulas import entitlement_problem
+from engine.passwords import is_hash
 from routing_trees.numbers import to_e164
 from routing_trees.source import Checker, Node, did_you_mean
 
@@ -33,10 +39,15 @@ __all__ = ["read_acm"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _PIN = re.compile(r"[0-9]{4,8}")
-_ACM_KEYS = ("groups", "operators", "supervisors")
+_ACM_KEYS = ("groups", "operators", "supervisors", "email", "feature_number")
 _GROUP_KEYS = ("strategy", "ring_timeout", "wrap_up", "max_wait", "auto_break_after", "tiers",
                "service_level", "announce_every")  # fmt: skip
-_OPERATOR_KEYS = ("numbers", "pin", "groups")
+_OPERATOR_KEYS = ("numbers", "pin", "groups", "softphone", "id")
+_ID = re.compile(r"[0-9]{1,8}")
+#: A softphone's digest user name (a SIP URI user part, unique across customers).
+_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_HA1 = {"ha1": ("MD5", 32), "ha1_sha256": ("SHA-256", 64)}
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 def read_acm(
@@ -45,8 +56,15 @@ def read_acm(
     customer: str,
     formula: str | None,
     options: Collection[str],
+    *,
+    empty_groups: bool = False,
 ) -> AcmSettings | None:
-    """The customer's ACM settings, or None when any problem was recorded."""
+    """The customer's ACM settings, or None when any problem was recorded.
+
+    ``empty_groups``: a group without operators is kept instead of refused. The
+    run-time directory allows it (a group is made before operators join it and
+    emptied before it is deleted); in the file it is a mistake.
+    """
     before = len(check.problems)
     what = f"customers.{customer}.acm"
     if formula is not None:
@@ -73,8 +91,22 @@ def read_acm(
     supervisors: tuple[str, ...] = ()
     if "supervisors" in fields:
         supervisors = _supervisors(check, fields["supervisors"][1], f"{what}.supervisors")
+    email = read_email(check, fields["email"][1], f"{what}.email", written) \
+        if "email" in fields else None  # fmt: skip
+    feature_number = None
+    if "feature_number" in fields:
+        value = fields["feature_number"][1]
+        text = check.string(value, f"{what}.feature_number")
+        feature_number = to_e164(text) if text is not None else None
+        if text is not None and feature_number is None:
+            check.problem(value, f"{what}.feature_number: '{text}' is not a phone number")
+    ids: dict[str, str] = {}
+    for op in operators.values():
+        if op.id is not None and ids.setdefault(op.id, op.name) != op.name:
+            check.problem(fields["operators"][1], f"{what}.operators: '{op.name}' and "
+                          f"'{ids[op.id]}' have the same id {op.id}")  # fmt: skip
     for name, mark in written.items():
-        if name not in named:
+        if name not in named and not empty_groups:
             check.problem(mark, f"{what}.groups: group '{name}' has no operators (add it to "
                                 "an operator's groups, or remove it)")  # fmt: skip
     complete: dict[str, Group] = {}
@@ -83,9 +115,12 @@ def read_acm(
         if levels:
             complete[name] = _start_tier(check, group, max(levels), tiers,
                                          f"{what}.groups.{name}.tiers")  # fmt: skip
+        elif empty_groups:
+            complete[name] = group
     if len(check.problems) > before:
         return None
-    return AcmSettings(MappingProxyType(complete), MappingProxyType(operators), supervisors)
+    return AcmSettings(MappingProxyType(complete), MappingProxyType(operators), supervisors,
+                       email, feature_number)  # fmt: skip
 
 
 def _name(check: Checker, key: Node, name: str, what: str) -> bool:
@@ -198,13 +233,16 @@ def _operator(
     owner: dict[str, str],
     named: set[str],
 ) -> Operator | None:
-    fields = check.mapping(node, what, allowed=_OPERATOR_KEYS,
-                           required=("numbers", "pin", "groups"))  # fmt: skip
-    if fields is None or len(fields) < len(_OPERATOR_KEYS):
+    fields = check.mapping(node, what, allowed=_OPERATOR_KEYS, required=("pin", "groups"))
+    if fields is None or "pin" not in fields or "groups" not in fields:
         return None
+    if "numbers" not in fields and "softphone" not in fields:
+        check.problem(node, f"{what}: give the operator numbers to be called on, a softphone "
+                            "that registers with the engine, or both")  # fmt: skip
     before = len(check.problems)
     numbers: list[str] = []
-    for item, text in check.strings(fields["numbers"][1], f"{what}.numbers") or []:
+    written = check.strings(fields["numbers"][1], f"{what}.numbers") if "numbers" in fields else []
+    for item, text in written or []:
         e164 = to_e164(text)  # any number, mobile too: operators work from anywhere
         if e164 is None:
             check.problem(item, f"{what}.numbers: '{text}' is not a phone number")
@@ -216,7 +254,7 @@ def _operator(
             numbers.append(e164)
     pin_node = fields["pin"][1]
     pin = check.string(pin_node, f"{what}.pin")
-    if pin is not None and not _PIN.fullmatch(pin):
+    if pin is not None and not (_PIN.fullmatch(pin) or is_hash(pin)):
         check.problem(pin_node, f"{what}.pin must be 4 to 8 digits (it is keyed on a phone)")
     levels: dict[str, int] = {}
     for group, (key, value) in (check.mapping(fields["groups"][1], f"{what}.groups") or {}) \
@@ -228,9 +266,41 @@ def _operator(
             check.problem(key, f"{what}.groups: undefined group '{group}'{hint}")
         elif level is not None:
             levels[group] = level
+    softphone = _softphone(check, fields["softphone"][1], f"{what}.softphone") \
+        if "softphone" in fields else None  # fmt: skip
+    op_id = check.string(fields["id"][1], f"{what}.id") if "id" in fields else None
+    if op_id is not None and not _ID.fullmatch(op_id):
+        check.problem(fields["id"][1], f"{what}.id must be 1 to 8 digits (it is keyed on a "
+                                       "phone)")  # fmt: skip
     if len(check.problems) > before or pin is None:
         return None
-    return Operator(name, tuple(numbers), pin, MappingProxyType(levels))
+    return Operator(name, tuple(numbers), pin, MappingProxyType(levels), softphone, op_id)
+
+
+def _softphone(check: Checker, node: Node, what: str) -> Softphone | None:
+    """``{user: NAME, ha1: HEX, ha1_sha256: HEX}``: at least one HA1, as `vms passwd --digest`."""
+    fields = check.mapping(node, what, allowed=("user", *_HA1), required=("user",))
+    if fields is None or "user" not in fields:
+        return None
+    user = check.string(fields["user"][1], f"{what}.user")
+    if user is not None and not _USER.fullmatch(user):
+        check.problem(fields["user"][1], f"{what}.user '{user}' must be letters, digits, '.', "
+                                         "'-' or '_'")  # fmt: skip
+    ha1: dict[str, str] = {}
+    for key, (algorithm, length) in _HA1.items():
+        if key not in fields:
+            continue
+        text = check.string(fields[key][1], f"{what}.{key}")
+        if text is not None and (len(text) != length or not _HEX.fullmatch(text)):
+            check.problem(fields[key][1], f"{what}.{key} must be {length} hexadecimal digits, "
+                                          f"as `vms passwd --digest USER CUSTOMER` prints "
+                                          "(never the password itself)")  # fmt: skip
+        elif text is not None:
+            ha1[algorithm] = text.lower()
+    if not ha1 and all(key not in fields for key in _HA1):
+        check.problem(node, f"{what} needs ha1 or ha1_sha256 (from `vms passwd --digest USER "
+                            "CUSTOMER`)")  # fmt: skip
+    return Softphone(user, MappingProxyType(ha1)) if user is not None and ha1 else None
 
 
 def _supervisors(check: Checker, node: Node, what: str) -> tuple[str, ...]:

@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.acm.mailconfig import EmailSettings
 
 __all__ = [
     "DEFAULT_STRATEGY",
@@ -18,6 +22,7 @@ __all__ = [
     "AcmSettings",
     "Group",
     "Operator",
+    "Softphone",
     "Tier",
 ]
 
@@ -73,10 +78,28 @@ class Operator:
 
     name: str
     numbers: tuple[str, ...]
-    #: Digits keyed with the operator's name to log in, out or on break by phone.
+    #: Digits keyed with the operator's name to log in, out or on break by phone, or their
+    #: scrypt hash (engine/passwords.py); check it with AcmDirectory.verify_pin.
     pin: str = field(repr=False)
     #: Group name -> competence level (MIN_LEVEL..MAX_LEVEL).
     groups: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    #: A SIP softphone that registers with the engine, reached where it registered from.
+    softphone: Softphone | None = None
+    #: The operator number keyed, with the PIN, at the customer's ACM feature number.
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Softphone:
+    """The digest account of an operator's softphone (engine/calls/registrar.py).
+
+    The realm is the customer's id; ``ha1`` holds HA1 = H(user:realm:password)
+    per digest algorithm ("MD5", "SHA-256"), as ``vms passwd --digest`` prints
+    it: password-equivalent for that realm, so as secret as a password.
+    """
+
+    user: str
+    ha1: Mapping[str, str] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -87,3 +110,7 @@ class AcmSettings:
     operators: Mapping[str, Operator]
     #: Who watches and steers every group (the supervisors' screen); they need not be operators.
     supervisors: tuple[str, ...] = ()
+    #: Where e-mails come from and which group each goes to (engine/acm/mailconfig.py).
+    email: EmailSettings | None = None
+    #: The number operators call to log in, out or take a break (engine/calls/operator_phone.py).
+    feature_number: str | None = None

@@ -28,6 +28,8 @@ from engine.sip.validate import Policy
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from engine.calls.registrar import Registrar
+
 __all__ = ["B2bua"]
 
 log = logging.getLogger(__name__)
@@ -52,9 +54,13 @@ class B2bua:
 
     def __init__(
         self, ctx: CallContext, router: Router, floods: Floods | None = None,
-        rng: random.Random | None = None,
+        rng: random.Random | None = None, registrar: Registrar | None = None,
     ) -> None:  # fmt: skip
         self.ctx = ctx
+        #: Answers REGISTER (operators' softphones) when some customer has softphones.
+        self.registrar = registrar
+        if registrar is not None:
+            self.policy = Policy(allowed=ALLOWED | {"REGISTER"}, supported=self.policy.supported)
         self.router = router
         self.floods = floods
         self.rng = rng or random.Random()
@@ -107,6 +113,9 @@ class B2bua:
             response.headers["accept"] = ["application/sdp"]
             response.headers["supported"] = ["100rel, timer"]
             txn.respond(response)
+        elif method == "REGISTER" and self.registrar is not None:
+            assert isinstance(txn, ServerNonInvite)
+            self.registrar.register(txn, request, self.ctx.stack.to_tag(txn))
         else:  # BYE, PRACK, UPDATE ... only make sense inside a dialog
             txn.respond(request.response(481, None, self.ctx.stack.to_tag(txn)))
 
@@ -134,6 +143,13 @@ class B2bua:
         drs = self.ctx.drs
         if drs is not None and called_number(request) == drs.service_number:
             return Plan(caller_number(request), drs.service_number, "", "drs-service", None, "drs")
+        phone = self.ctx.acm.phone if self.ctx.acm is not None else None
+        if phone is not None:
+            called = called_number(request)
+            customer = phone.numbers.get(called) if called is not None else None
+            if called is not None and customer is not None:
+                return Plan(caller_number(request), called, customer, "acm-feature", None,
+                            "operator")  # fmt: skip
         route = self.router.route(request, self.ctx.stack.clock.seconds())
         return None if route is None else Plan.of(route)
 

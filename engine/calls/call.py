@@ -34,15 +34,17 @@ from engine.calls.drs import DrsRun
 from engine.calls.inbound import InboundLeg
 from engine.calls.media import CallMedia, MediaUnavailableError
 from engine.calls.menu import MenuRun
+from engine.calls.operator_phone import OperatorPhoneRun
 from engine.calls.outbound import OutboundLeg
 from engine.calls.outcomes import NO_ANSWER, OVERFLOW, UNREACHABLE, classify, final_for
+from engine.calls.queue import QueueRun
 from engine.calls.records import CallRecords
 from engine.calls.session import CALLEE, CALLER, SessionTimers, refresh_request
 from engine.sip.message import Request, Response
 from engine.sip.transaction import ServerInvite, ServerNonInvite, Transaction, Transport
 from media.dtmf import format_dtmf_relay, parse_dtmf_relay
 from media.sdp import SdpError
-from routing_trees.model import Action, Announce, Forward, Menu, Reject, Split, walk
+from routing_trees.model import Action, Announce, Forward, Menu, Queue, Reject, Split, walk
 
 if TYPE_CHECKING:
     from engine.calls.b2bua import B2bua
@@ -62,7 +64,8 @@ _ANSWERED = ("answered", "confirmed")
 
 def _needs_media(action: Action | None) -> bool:
     """Whether the engine may have to play or listen somewhere in this action tree."""
-    return action is not None and any(isinstance(a, Announce | Menu) for _, a in walk(action))
+    return action is not None and any(isinstance(a, Announce | Menu | Queue)
+                                      for _, a in walk(action))  # fmt: skip
 
 
 def _is_ip(host: str) -> bool:
@@ -77,8 +80,8 @@ class Plan(NamedTuple):
     """What a call is to carry out: who calls whom, for which customer, by which rule's action.
 
     A tree's decision for calls to a customer's number; the engine's own
-    service for calls to a service number (DRS activation), with ``service``
-    set and no action.
+    service for calls to a service number (``drs``: DRS activation,
+    ``operator``: an ACM feature number), with ``service`` set and no action.
     """
 
     caller: str | None
@@ -126,7 +129,10 @@ class Call:
         self.ended = False
         self.media: CallMedia | None = None  # once the engine is a media endpoint
         self.menu: MenuRun | None = None
-        self.service: DrsRun | None = None  # the engine's own service on this call
+        self.service: DrsRun | OperatorPhoneRun | None = None  # the engine's own service
+        self.queue: QueueRun | None = None  # waiting for an ACM operator
+        # The ACM operator who answered: name, when, and the leg to them.
+        self.operator: tuple[str, float, OutboundLeg] | None = None
         self.dismantling = False  # over: its reference cycles are about to be broken
 
     # -- the tree's actions ---------------------------------------------------------
@@ -166,8 +172,8 @@ class Call:
             self._announce(action, path)
         elif isinstance(action, Menu):
             self._menu(action, path)
-        else:  # serve refuses queues until ACM lands; this is the last line of defence
-            self._end_with("failed", 480, f"{type(action).__name__} Not Available")
+        else:
+            self._queue(action, path)
 
     # -- media actions ------------------------------------------------------------------
 
@@ -236,13 +242,47 @@ class Call:
         self.menu = MenuRun(self, media, menu, path)
         self.menu.start()
 
+    def _queue(self, queue: Queue, path: str) -> None:
+        acm = self.ctx.acm
+        settings = acm.desk.settings_of(self.customer) if acm is not None else None
+        group = settings.groups.get(queue.group) if settings is not None else None
+        if acm is None or settings is None or group is None:  # the group went at a reload
+            log.error("call %s: queue %s is not available here", self.call_id, queue.group)
+            self._end_with("failed", 480, "Queue Not Available")
+            return
+        media = self._anchor()
+        if media is None:
+            return
+        self._to_caller(200)
+        self.queue = QueueRun(self, media, queue, path, acm.desk, group, settings.operators,
+                              acm.prompts)  # fmt: skip
+        self.queue.start()
+
+    def dial_operator(self, forward: Forward, path: str, ring_time: float, offer: bytes,
+                      target: tuple[str, tuple[str, int]] | None) -> OutboundLeg:  # fmt: skip
+        """A leg offering the call to an ACM operator: rung beside others, the queue decides.
+
+        ``target``: a registered softphone's Contact and address (else the trunk).
+        """
+        self.placed += 1
+        leg = OutboundLeg(self, self.placed, forward, path)
+        leg.target = target
+        self.legs.append(leg)
+        leg.start(ring_time, offer)
+        self.records.leg_started(leg)
+        return leg
+
     def _serve(self) -> None:
         """A call to a service number: the engine answers and runs the service itself."""
         media = self._anchor()
         if media is None:
             return
         self._to_caller(200)
-        self.service = DrsRun(self, media)
+        phone = self.ctx.acm.phone if self.ctx.acm is not None else None
+        if self.plan.service == "operator" and phone is not None:
+            self.service = OperatorPhoneRun(self, media, phone)
+        else:
+            self.service = DrsRun(self, media)
         self.service.start()
 
     def menu_gave_up(self, why: str) -> None:
@@ -328,7 +368,7 @@ class Call:
 
     def leg_ringing(self, leg: OutboundLeg, response: Response) -> None:
         self.records.leg_ringing(leg)
-        if leg is not self.current or self.ended:
+        if leg is not self.current or self.ended:  # an operator's ringing: the caller holds
             return
         media = self.media
         if media is None:
@@ -343,6 +383,10 @@ class Call:
 
     def leg_answered(self, leg: OutboundLeg, response: Response) -> None:
         self.records.leg_answered(leg)
+        name = self.queue.owns(leg) if self.queue is not None else None
+        if name is not None and self.queue is not None and self.queue.answered(leg):
+            self.current = leg  # the operator who answered first takes the call
+            self.operator = (name, self.ctx.now(), leg)
         waiting = ("trying", "early", *(_ANSWERED if self.media is not None else ()))
         if leg is not self.current or self.ended or self.inbound.state not in waiting:
             leg.hang_up()  # the caller went away meanwhile
@@ -369,6 +413,8 @@ class Call:
     def leg_failed(self, leg: OutboundLeg, status: int | None, reason: str | None) -> None:
         outcome = UNREACHABLE if status is None else classify(status)
         self.records.leg_failed(leg, outcome, status, reason)
+        if self.queue is not None:
+            self.queue.offer_ended(leg)
         if leg is not self.current or self.ended:
             return
         if self.media is not None:
@@ -383,6 +429,8 @@ class Call:
         outcome = NO_ANSWER if why in (NO_ANSWER, "ring_limit") else "cancelled"
         status = leg.final.status if leg.final is not None else None  # 487, or no answer at all
         self.records.leg_failed(leg, outcome, status, _REASONS.get(why, why))
+        if self.queue is not None:
+            self.queue.offer_ended(leg)
         if leg is not self.current or self.ended:
             return
         if self.media is not None:
@@ -637,6 +685,8 @@ class Call:
         if isinstance(leg, OutboundLeg):
             if leg.holds_slot:
                 self._release(leg)
+            if self.operator is not None and self.operator[2] is leg:
+                self._operator_done()
             self.records.leg_ended(leg)
             for dialog in leg.dialogs.values():
                 self.b2bua.forget_dialog(dialog)
@@ -648,6 +698,8 @@ class Call:
                 self.menu.stop()
             if self.service is not None:
                 self.service.stop()
+            if self.queue is not None:
+                self.queue.stop("abandoned")
             if self.media is not None:
                 self.media.close()
             self.records.caller_ended()
@@ -656,6 +708,13 @@ class Call:
             self.session.stop()
             self.b2bua.call_ended(self)
 
+
+    def _operator_done(self) -> None:
+        """The ACM operator's leg is over: the desk takes the operator to wrap-up."""
+        assert self.operator is not None and self.ctx.acm is not None
+        name, answered, _leg = self.operator
+        self.operator = None
+        self.ctx.acm.desk.hung_up(self.customer, name, self.call_id, self.ctx.now() - answered)
 
     def dismantle(self) -> None:
         """Break the call's reference cycles once every leg has ended.
@@ -675,8 +734,9 @@ class Call:
         del self.records.call
         if self.media is not None:
             self.media.detach()
-        self.media = self.menu = self.service = None
+        self.media = self.menu = self.service = self.queue = None
         self.current = self.bridged = None
+        self.operator = None
 
 
 class _Final:

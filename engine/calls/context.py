@@ -18,6 +18,7 @@ from engine.sip.transaction import Transport
 if TYPE_CHECKING:
     from engine.calls.drs import DrsService
     from engine.calls.media import MediaServices
+    from engine.calls.queue import AcmServices
 
 __all__ = ["CallContext", "CallSettings", "Records", "Sites", "SlotState"]
 
@@ -78,6 +79,7 @@ class CallContext:
     billing_prefixes: tuple[str, ...] = ()
     media: MediaServices | None = None  # None: no media plane (trees with media are refused)
     drs: DrsService | None = None  # the DRS phone service, when drs.service_number is set
+    acm: AcmServices | None = None  # ACM queues, when a customer has acm (b2bua mode)
 
     @property
     def contact(self) -> str:

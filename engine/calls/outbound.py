@@ -43,7 +43,7 @@ class OutboundLeg(Machine):
     __slots__ = (
         "ack", "answer", "call", "cancel_reason", "destination", "dialog", "dialogs", "final",
         "forward", "holds_slot", "index", "invite", "invite_txn", "last_rseq", "lease", "path",
-        "ring_timer",
+        "ring_timer", "target",
     )  # fmt: skip
 
     def __init__(self, call: Call, index: int, forward: Forward, path: str) -> None:
@@ -65,6 +65,8 @@ class OutboundLeg(Machine):
         self.ring_timer: Timer | None = None
         self.lease = f"{call.call_id}/{index}"
         self.holds_slot = False
+        #: A registered phone's Contact and where to send (None: the number, by the trunk).
+        self.target: tuple[str, tuple[str, int]] | None = None
 
     # -- starting -------------------------------------------------------------------------
 
@@ -80,10 +82,11 @@ class OutboundLeg(Machine):
         where = "anonymous.invalid" if self.call.caller is None else host
         display = parse_address(caller.headers["from"][0]).display
         shown = f'"{display}" ' if display and self.call.caller is not None else ""
+        uri, address = self.target or (f"sip:{number}@{ctx.trunk_name}", ctx.trunk)
         headers: dict[str, list[str]] = {
             "max-forwards": ["70"],
             "from": [f"{shown}<sip:{identity}@{where}>;tag={tag}"],
-            "to": [f"<sip:{number}@{ctx.trunk_name}>"],
+            "to": [f"<{uri}>"],
             "call-id": [f"{stack.new_tag()}@{host}"],
             "cseq": ["1 INVITE"],
             "contact": [ctx.contact],
@@ -101,9 +104,9 @@ class OutboundLeg(Machine):
         if body:
             given = caller.headers.get("content-type") if offer is None else None
             headers["content-type"] = given[:] if given else ["application/sdp"]
-        invite = Request("INVITE", f"sip:{number}@{ctx.trunk_name}", headers, body)
+        invite = Request("INVITE", uri, headers, body)
         self.invite = invite
-        self.invite_txn = stack.send_request(invite, ctx.transport, ctx.trunk, self, ctx.local)  # type: ignore[assignment]
+        self.invite_txn = stack.send_request(invite, ctx.transport, address, self, ctx.local)  # type: ignore[assignment]
         self.ring_timer = stack.timers.call_later(ring_time, self.call.ring_timeout, self)
 
     # -- client transaction user (the INVITE's) ------------------------------------------

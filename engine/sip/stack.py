@@ -94,6 +94,9 @@ class SipStack:
         self.clock = clock
         self.tu = tu
         self.peers = peers or PeerFilter(None)
+        #: Methods served from any source, not only the peers: the TU authenticates them
+        #: itself (REGISTER of softphones, digest).
+        self.open_methods: frozenset[str] = frozenset()
         self.t1, self.t2, self.t4 = t1, t2, t4
         self.retry_after = retry_after
         self.timers = TimerQueue(clock)
@@ -226,7 +229,8 @@ class SipStack:
         # Requests inside a dialog (a To tag) may come from where the dialog's
         # remote target is (RFC 3261 §12.2): the TU checks them against its
         # dialogs, whose identifiers outsiders cannot guess.
-        if not self.peers.allows(source[0]) and not _in_dialog(request):
+        if (not self.peers.allows(source[0]) and method not in self.open_methods
+                and not _in_dialog(request)):  # fmt: skip
             self.counters.forbidden += 1
             self.ratelog.warning("peer", "refused SIP from %s: not a configured peer", source[0])
             self._refuse(txn, Refusal(403, "Not A Configured Peer"))

@@ -28,6 +28,8 @@ from typing import Any, NamedTuple, Protocol
 
 from twisted.internet.defer import Deferred
 
+from routing_trees.model import MAX_PRIORITY as TREE_MAX_PRIORITY
+
 __all__ = [
     "DEFAULT_LEASE_TTL",
     "HELD",
@@ -39,8 +41,8 @@ __all__ = [
     "CallQueues",
     "Clock",
     "OperatorInfo",
-    "Registrations",
     "Operators",
+    "Registrations",
     "SharedState",
     "StateError",
     "StateUnavailableError",
@@ -148,7 +150,7 @@ OPERATOR_STATES = frozenset(
 HELD = frozenset({"reserved", "ringing", "on_call", "wrap_up"})
 
 #: Queue priorities run from 0 to this: the bound keeps the composite score an exact double.
-MAX_PRIORITY = 1023
+MAX_PRIORITY = TREE_MAX_PRIORITY
 _AT_MS_BOUND = 2**42  # milliseconds since the epoch fit until 2109
 
 
@@ -215,6 +217,7 @@ class Operators(Protocol):
     ) -> Deferred[None]:
         """Put the operator in ``state`` from ``since``, member of ``groups`` (group -> level).
 
+        A login (from ``logged_out``) starts ``calls_handled`` from 0 again.
         Unconditional (login, logout, break, a supervisor): it replaces the
         groups and ends any hold of a call. ValueError for an unknown state or
         one of :data:`HELD` (only a call puts an operator there).
@@ -297,7 +300,7 @@ class AcmCounters(Protocol):
 
 
 class Binding(NamedTuple):
-    """One registered contact of an address of record, as :meth:`Registrations.bindings` reads it."""
+    """One registered contact of an address of record (:meth:`Registrations.bindings`)."""
 
     #: The Contact URI the phone registered.
     contact: str
@@ -315,7 +318,9 @@ class Registrations(Protocol):
     as gone.
     """
 
-    def bind(self, aor: str, contact: str, source: tuple[str, int], expires: float) -> Deferred[None]:
+    def bind(
+        self, aor: str, contact: str, source: tuple[str, int], expires: float
+    ) -> Deferred[None]:
         """Add or refresh ``contact`` of ``aor`` for ``expires`` seconds from now."""
         ...
 

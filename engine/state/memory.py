@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, succeed
 from engine.state.interface import (
     DEFAULT_LEASE_TTL,
     HELD,
+    Binding,
     Clock,
     OperatorInfo,
     check_state,
@@ -76,6 +77,8 @@ class MemoryState:
         # key -> lease -> expiry (ms); a lease is live while now < expiry.
         self._slots: dict[str, dict[str, int]] = {}
         self._customers: dict[str, _Customer] = {}
+        # aor -> contact -> (expiry in ms, source)
+        self._bindings: dict[str, dict[str, tuple[int, tuple[str, int]]]] = {}
 
     def _customer(self, customer: str) -> _Customer:
         return self._customers.setdefault(customer, _Customer())
@@ -138,6 +141,8 @@ class MemoryState:
             op = c.operators[operator] = _Operator("logged_out", since, {})
         for group in op.groups:
             c.groups[group].pop(operator, None)
+        if op.state == "logged_out" and state != "logged_out":
+            op.handled = 0  # a login starts a new shift: fewest-calls counts from here
         op.groups = dict(groups)
         for group, level in op.groups.items():
             c.groups.setdefault(group, {})[operator] = int(level)
@@ -227,3 +232,37 @@ class MemoryState:
         self._slots.clear()
         self._customers.clear()
         return succeed(None)
+
+    # -- registrations -------------------------------------------------------
+
+    def _contacts(self, aor: str, now: int) -> dict[str, tuple[int, tuple[str, int]]]:
+        """The aor's bindings with the expired ones dropped."""
+        contacts = self._bindings.get(aor, {})
+        for contact in [c for c, (expiry, _s) in contacts.items() if expiry <= now]:
+            del contacts[contact]
+        return contacts
+
+    def bind(
+        self, aor: str, contact: str, source: tuple[str, int], expires: float
+    ) -> Deferred[None]:
+        now, expiry = expiry_ms(self.clock, ttl_ms(expires))
+        self._contacts(aor, now)
+        self._bindings.setdefault(aor, {})[contact] = (expiry, (source[0], int(source[1])))
+        return succeed(None)
+
+    def unbind(self, aor: str, contact: str | None) -> Deferred[None]:
+        contacts = self._bindings.get(aor, {})
+        if contact is None:
+            contacts.clear()
+        else:
+            contacts.pop(contact, None)
+        if not contacts:
+            self._bindings.pop(aor, None)
+        return succeed(None)
+
+    def bindings(self, aor: str) -> Deferred[list[Binding]]:
+        now = now_ms(self.clock)
+        return succeed([
+            Binding(contact, source, -(-(expiry - now) // 1000))
+            for contact, (expiry, source) in sorted(self._contacts(aor, now).items())
+        ])  # fmt: skip

@@ -46,6 +46,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from engine.state.interface import (
     DEFAULT_LEASE_TTL,
     HELD,
+    Binding,
     Clock,
     OperatorInfo,
     check_state,
@@ -60,6 +61,7 @@ from engine.state.resp import ErrorReply, Reply
 
 __all__ = [
     "ACQUIRE",
+    "BIND",
     "DEQUEUE",
     "ENQUEUE",
     "MOVE_OPERATOR",
@@ -125,7 +127,7 @@ if record then
   local state, _, _, count = string.match(record, {_RECORD})
   was, handled = state, tonumber(count)
 end
-if ARGV[3] == 'on_call' and was ~= 'on_call' then handled = handled + 1 end
+if was == 'logged_out' and ARGV[3] ~= 'logged_out' then handled = 0 end  -- a new shift
 redis.call('HSET', presence, name, ARGV[3] .. '|' .. ARGV[4] .. '|0|' .. handled .. '|')
 return 1
 """)
@@ -226,6 +228,22 @@ def _integer(reply: Reply) -> int:
     if isinstance(reply, int):
         return reply
     raise RedisCommandError(ErrorReply(f"ERR expected an integer reply, got {reply!r:.80}"))
+
+
+#: KEYS bindings; ARGV now, contact, expiry, record. Drops the expired contacts, keeps the key
+#: (a Redis TTL) as long as its last binding.
+BIND = Script("""
+local key, now, last = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[3])
+local all = redis.call('HGETALL', key)
+for i = 1, #all, 2 do
+  local expiry = tonumber(string.match(all[i + 1], '^(%d+)|'))
+  if expiry <= now then redis.call('HDEL', key, all[i])
+  elseif expiry > last then last = expiry end
+end
+redis.call('HSET', key, ARGV[2], ARGV[4])
+redis.call('PEXPIRE', key, last - now)
+return 1
+""")
 
 
 class RedisState:
@@ -372,3 +390,38 @@ class RedisState:
 
     def close(self) -> Deferred[None]:
         return self.client.close()
+
+    # -- registrations ------------------------------------------------------------
+    # ``PREFIX + "reg:" + len(aor) + ":" + aor``, a hash contact -> ``expiry|port|host``
+    # (expiry in milliseconds of the caller's clock; the host last, as it may hold anything).
+
+    def _reg(self, aor: str) -> str:
+        return f"{self.prefix}reg:{len(aor)}:{aor}"
+
+    def bind(
+        self, aor: str, contact: str, source: tuple[str, int], expires: float
+    ) -> Deferred[None]:
+        now, expiry = expiry_ms(self.clock, ttl_ms(expires))
+        record = f"{expiry}|{int(source[1])}|{source[0]}"
+        d = self.client.eval_script(BIND, [self._reg(aor)], [now, contact, expiry, record])
+        return d.addCallback(lambda _r: None)
+
+    def unbind(self, aor: str, contact: str | None) -> Deferred[None]:
+        key = self._reg(aor)
+        d = self.client.execute("DEL", key) if contact is None else \
+            self.client.execute("HDEL", key, contact)  # fmt: skip
+        return d.addCallback(lambda _r: None)
+
+    def bindings(self, aor: str) -> Deferred[list[Binding]]:
+        d = self.client.execute("HGETALL", self._reg(aor))
+
+        def parse(reply: Reply) -> list[Binding]:
+            flat, now, out = _list(reply), now_ms(self.clock), []
+            for i in range(0, len(flat), 2):
+                expiry, port, host = _text(flat[i + 1]).split("|", 2)
+                if int(expiry) > now:
+                    out.append(Binding(_text(flat[i]), (host, int(port)),
+                                       -(-(int(expiry) - now) // 1000)))  # fmt: skip
+            return sorted(out)
+
+        return d.addCallback(parse)

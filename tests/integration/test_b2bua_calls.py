@@ -187,7 +187,8 @@ def test_bye_from_the_caller(sipp: str, engine: Server, trunk: SippServer, tmp_p
 
 
 def test_bye_from_the_callee(sipp: str, engine: Server, trunk: SippServer, tmp_path: Path) -> None:
-    messages, call_id = call(sipp, tmp_path, engine, "b2bua_callee_bye_uac.xml", CALLEE_HANGS_UP)
+    messages, call_id = call(sipp, tmp_path, engine, "b2bua_callee_bye_uac.xml", CALLEE_HANGS_UP,
+                              ANSWERED_BY="s=trunk answer")
     assert "BYE" in requests(messages)  # the caller got the BYE and answered it 200
     legs = wait_legs(engine.config, call_id, 2)
     assert [r["outcome"] for r in legs] == ["answered", "answered"]

@@ -38,6 +38,7 @@ from engine.acm.directory import (
     InvalidChangeError,
     UnknownNameError,
 )
+from engine.acm.events import EventSink
 from engine.acm.model import AcmSettings, Group, Operator
 from engine.api_v1 import Handler, Reply, error
 from engine.passwords import hash_password, is_hash
@@ -55,16 +56,22 @@ _STATUS: dict[type[AcmChangeError], int] = {InvalidChangeError: 400, UnknownName
                                             ConflictError: 409}  # fmt: skip
 
 
-def acm_handler(reactor: Any, state: SharedState, directory: AcmDirectory) -> Handler:
-    """The ``acm`` resource; ``reactor`` gives "now" and the thread pool PINs are hashed in."""
-    return _AcmApi(reactor, state, directory).handle
+def acm_handler(reactor: Any, state: SharedState, directory: AcmDirectory,
+                sink: EventSink | None = None) -> Handler:  # fmt: skip
+    """The ``acm`` resource; ``reactor`` gives "now" and the thread pool PINs are hashed in.
+
+    Presence changes are told to ``sink`` (the statistics).
+    """
+    return _AcmApi(reactor, state, directory, sink).handle
 
 
 class _AcmApi:
-    def __init__(self, reactor: Any, state: SharedState, directory: AcmDirectory) -> None:
+    def __init__(self, reactor: Any, state: SharedState, directory: AcmDirectory,
+                 sink: EventSink | None) -> None:  # fmt: skip
         self.reactor = reactor
         self.state = state
         self.directory = directory
+        self.sink = sink
 
     async def handle(self, request: Any, customer: str, method: str,
                      rest: tuple[str, ...]) -> Reply:  # fmt: skip
@@ -201,7 +208,8 @@ class _AcmApi:
     async def _act(self, customer: str, acm: AcmSettings, op: Operator, target: str,
                    reason: str | None) -> Presence:  # fmt: skip
         try:
-            (found,) = await act(self.state, self.reactor, customer, acm, [op], target, reason)
+            (found,) = await act(self.state, self.reactor, customer, acm, [op], target, reason,
+                                 self.sink)  # fmt: skip
         except BusyError as exc:
             raise ConflictError(str(exc)) from None
         return found

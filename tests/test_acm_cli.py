@@ -12,7 +12,9 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from engine.acm import command
+from engine.acm.stats import open_readonly, read_events
 from engine.cli import main
+from engine.config import load_config
 from engine.state.factory import open_state
 from engine.state.interface import OperatorInfo
 from rediskit import RedisServer, free_port
@@ -111,6 +113,20 @@ def test_login_logout_and_break_print_the_state_per_group(capsys: Capsys, config
     out = ok(capsys, config, "logout", "--customer", "acme", "--operator", "bert")
     assert out.startswith("customer 'acme': operator 'bert' is logged out; sales (level 1): "
                           "logged out")  # fmt: skip
+
+
+def test_changes_are_counted_in_the_statistics_of_the_data_dir(
+    capsys: Capsys, config: Path
+) -> None:
+    ok(capsys, config, "login", "--customer", "acme", "--operator", "bert")
+    ok(capsys, config, "login", "--customer", "acme", "--operator", "bert")  # no change
+    ok(capsys, config, "break", "--customer", "acme", "--operator", "bert", "--reason", "lunch")
+    data_dir = load_config(config).data_dir
+    conn = open_readonly(Path(data_dir) / "acm-stats.sqlite")
+    events = read_events(conn, "acme", 0, 2**40)
+    conn.close()
+    assert [(e.kind, e.operator, e.detail) for e in events] == [
+        ("operator", "bert", "available"), ("operator", "bert", "break|lunch")]
 
 
 def test_status_lists_every_operator_never_logged_in_as_logged_out(

@@ -70,6 +70,14 @@ def test_nobody_available_at_the_level_means_no_rounds() -> None:
     assert select(group, 10, [op("bert", level=1), op("eva", level=3, state="ringing")]) == []
 
 
+def test_a_tier_nobody_logged_in_reaches_does_not_hold_callers() -> None:
+    group = Group("g", tiers=(Tier(0, 9), Tier(60, 1)))
+    team = [op("bert", level=1), op("dirk", level=2), op("nine", level=9, state="logged_out")]
+    assert names(select(group, 0, team)) == [["dirk"]]  # the best at work, not the absent 9
+    team[2] = op("nine", level=9, state="break")  # present: callers wait for her
+    assert select(group, 0, team) == []
+
+
 # -- properties ------------------------------------------------------------------------
 
 STATES = ("logged_out", "available", "reserved", "ringing", "on_call", "wrap_up", "break")
@@ -104,7 +112,9 @@ def test_exactly_the_eligible_are_offered_each_once(
 ) -> None:
     rounds = select(group, waited, team, cursor)
     offered = [c for r in rounds for c in r]
-    eligible = {c for c in team if c.state == "available" and c.level >= group.min_level(waited)}
+    present = [c.level for c in team if c.state != "logged_out"]
+    floor = min(group.min_level(waited), max(present, default=9))
+    eligible = {c for c in team if c.state == "available" and c.level >= floor}
     assert len(offered) == len(set(offered)) and set(offered) == eligible
     assert all(rounds)
     if group.strategy != "ring-all":

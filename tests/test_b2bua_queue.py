@@ -286,10 +286,11 @@ def test_ring_all_rings_the_best_level_together_and_cancels_the_others(h: Harnes
 
 def test_tiers_widen_to_lower_levels_after_a_wait(h: Harness) -> None:
     h.acm = settings(replace(SALES, tiers=(Tier(0, 3), Tier(20, 1))))  # type: ignore[attr-defined]
-    login(h, "bert")
+    login(h, "bert", "cleo")
+    h.state.set_operator(C, "cleo", "break", {"sales": 3}, h.clock.seconds())
     call(h)
     h.clock.advance(19)
-    assert invites(h) == []  # only level 3 for the first 20 s
+    assert invites(h) == []  # only level 3 for the first 20 s (cleo, on a break)
     h.clock.advance(1)
     (invite,) = invites(h)
     assert number_of(invite) == BERT

@@ -21,7 +21,11 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from twisted.internet.task import Clock
+
+from engine.acm.events import AcmEvent, EventSink
 from engine.acm.model import AcmSettings, Operator
+from engine.acm.stats import StatsError, StatsStore
 from engine.config import Config
 from engine.state.interface import OperatorInfo, SharedState, StateError
 from engine.state.url import parse_state_url
@@ -68,8 +72,11 @@ def run(config: Config, action: str, customer_id: str, operator_name: str | None
     try:
         acm, operators = _check(config, action, customer_id, operator_name, reason)
         url = config.state
+        changes: list[AcmEvent] = []
         found = _react(url, lambda state, clock: act(
-            state, clock, customer_id, acm, operators, ACTIONS[action], reason))
+            state, clock, customer_id, acm, operators, ACTIONS[action], reason,
+            _Kept(changes)))
+        _to_statistics(config, changes, err)
     except InputError as exc:
         print(f"{prog}: {exc}", file=err)
         return 1
@@ -126,9 +133,12 @@ def _check(config: Config, action: str, customer_id: str, operator_name: str | N
 
 
 async def act(state: SharedState, clock: Any, customer: str, acm: AcmSettings,
-              operators: list[Operator], target: str | None,
-              reason: str | None) -> list[Presence]:  # fmt: skip
-    """Read the operators, change them if asked (refusing a busy one), read them back."""
+              operators: list[Operator], target: str | None, reason: str | None,
+              sink: EventSink | None = None) -> list[Presence]:  # fmt: skip
+    """Read the operators, change them if asked (refusing a busy one), read them back.
+
+    A change is told to ``sink`` (the statistics: idle, break and logged-in time).
+    """
     groups = sorted(acm.groups)
     before = await presences(state, customer, groups, operators)
     if target is None:
@@ -143,6 +153,10 @@ async def act(state: SharedState, clock: Any, customer: str, acm: AcmSettings,
     # The same state again keeps its start (an operator's idle time is not reset).
     since = now.since if now.state == target and now.since is not None else clock.seconds()
     await state.set_operator(customer, op.name, target, op.groups, since)
+    if sink is not None and now.state != target:
+        detail = f"{target}|{reason}" if target == "break" and reason else target
+        sink.record(AcmEvent(clock.seconds(), customer, "operator", operator=op.name,
+                             detail=detail))  # fmt: skip
     return await presences(state, customer, groups, operators)
 
 
@@ -162,6 +176,31 @@ async def presences(state: SharedState, customer: str, groups: list[str],
         out.append(Presence(op.name, first.state if first else "logged_out",
                             first.idle_since if first else None, per_group))  # fmt: skip
     return out
+
+
+class _Kept:
+    """An event sink that keeps the events for the statistics store (written after)."""
+
+    def __init__(self, events: list[AcmEvent]) -> None:
+        self.events = events
+
+    def record(self, event: AcmEvent) -> None:
+        self.events.append(event)
+
+
+def _to_statistics(config: Config, events: list[AcmEvent], err: TextIO) -> None:
+    """The presence change into this data_dir's statistics (an engine's own, on this machine)."""
+    if not events:
+        return
+    store = StatsStore.in_data_dir(config.data_dir, Clock())
+    try:
+        store.open()
+    except StatsError as exc:
+        print(f"warning: the change is made, but not counted in the statistics: {exc}", file=err)
+        return
+    for event in events:
+        store.record(event)
+    store.close()
 
 
 def _react(url: str, body: Callable[[SharedState, Any], Coroutine[Any, Any, list[Presence]]],

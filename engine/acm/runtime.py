@@ -99,7 +99,7 @@ class AcmRuntime:
             assert settings is not None  # a feature number belongs to a customer with ACM
             reason = "phone" if target == "break" else None
             return ensureDeferred(act(self.state, self.reactor, customer, settings, [operator],
-                                      target, reason))  # fmt: skip
+                                      target, reason, self.stats))  # fmt: skip
 
         def audit(customer: str, caller: str, action: str, outcome: str, detail: str) -> None:
             if self.auditor is not None:
@@ -112,7 +112,8 @@ class AcmRuntime:
         """``/api/v1/customers/ID/acm``, ``.../stats`` and ``.../email``."""
         stats = stats_handler(self.directory.settings, self.stats, self.reactor, self.state)
         return {
-            "acm": (ACM_METHODS, acm_handler(self.reactor, self.state, self.directory)),
+            "acm": (ACM_METHODS, acm_handler(self.reactor, self.state, self.directory,
+                                             self.stats)),
             "stats": (("GET",), stats),
             "email": (("GET", "POST"), EmailApi(self.email.desk).answer),
         }

@@ -9,7 +9,8 @@ rounds of one operator; ``ring-all`` gives one round per level, best first.
 
 Eligibility: available, and at or above the group's minimum level for this
 wait (:meth:`Group.min_level`: the tiers widen it to lower levels as the
-caller waits). Order, by strategy (ties always end on the operator's name, so
+caller waits), or the best level of the operators logged in when that is
+lower (a caller does not wait for competence that is not at work). Order, by strategy (ties always end on the operator's name, so
 equal inputs give equal answers on every engine):
 
 - ``level-then-longest-idle``: highest level first, then longest idle;
@@ -54,8 +55,12 @@ def select(
     group: Group, waited: float, candidates: Iterable[Candidate], cursor: str | None = None
 ) -> list[Round]:
     """The rounds of operators to offer a call to who has waited ``waited`` seconds."""
+    members = list(candidates)
     floor = group.min_level(waited)
-    eligible = [c for c in candidates if c.state == "available" and c.level >= floor]
+    present = [c.level for c in members if c.state != "logged_out"]
+    if present:  # nobody logged in reaches the tier: waiting for them would be in vain
+        floor = min(floor, max(present))
+    eligible = [c for c in members if c.state == "available" and c.level >= floor]
     strategy = group.strategy
     if strategy == "round-robin":
         ring = sorted(eligible, key=lambda c: c.name)

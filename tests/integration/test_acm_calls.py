@@ -41,8 +41,8 @@ pytestmark = pytest.mark.integration
 
 QUEUE = "+3225553001"
 CALLER = "+3227001122"
-#: Operators' phones behind the trunk: ring for ever, answer, answer and hang up soon.
-RINGS, ANSWERS, SHORT = "+32475000102", "+32475000103", "+32475000106"
+#: Operators' phones behind the trunk: busy, ring for ever, answer.
+BUSY, RINGS, ANSWERS = "+32475000101", "+32475000102", "+32475000103"
 TOKEN = "itest:queue-secret"
 ROUTES = f"""\
   - name: sales
@@ -81,6 +81,7 @@ def trunk(sipp_peers_module: Any) -> SippServer:
 def engine(serve_module: ServeFactory, trunk: SippServer) -> Server:
     operators = {
         "bert": {"numbers": [RINGS], "pin": "1234", "groups": {"sales": 3}},
+        "cleo": {"numbers": [BUSY], "pin": "1234", "groups": {"sales": 2}},
         "anna": {"numbers": [ANSWERS], "pin": "1234", "groups": {"sales": 1}},
     }
     extra = {"customers": customers(operators)}
@@ -88,21 +89,22 @@ def engine(serve_module: ServeFactory, trunk: SippServer) -> Server:
                         sip=b2bua(trunk.hostport), extra=extra)  # fmt: skip
 
 
-def test_no_answer_moves_on_and_the_next_operator_takes_the_call(
+def test_no_answer_and_busy_move_on_and_the_next_operator_takes_the_call(
     sipp: str, engine: Server, trunk: SippServer, tmp_path: Path
 ) -> None:
-    for name in ("bert", "anna"):
+    for name in ("bert", "cleo", "anna"):
         status, body = api(engine, "POST", f"acm/operators/{name}/login")
         assert status == 200, body
     result = run_sipp(sipp, tmp_path, "uac", engine.sip, service=QUEUE, keys={"caller": CALLER},
                       extra=("-d", "5000"), trace=True, timeout=30)  # fmt: skip
     assert (result.successful, result.failed) == (1, 0), result.explain()
     (call_id,) = caller_call_ids(result.messages)
-    legs = wait_legs(engine.config, call_id, 3)
+    legs = wait_legs(engine.config, call_id, 4)
     shape = [(r["leg"], r["destination"], r["outcome"]) for r in legs]
     # The caller is answered by the engine (music), bert (level 3) rings 2 s in vain,
-    # anna (level 1) answers and talks until the caller hangs up.
-    assert shape == [(0, None, "answered"), (1, RINGS, "no_answer"), (2, ANSWERS, "answered")]
+    # cleo (level 2) is busy, anna (level 1) answers and talks until the caller hangs up.
+    assert shape == [(0, None, "answered"), (1, RINGS, "no_answer"), (2, BUSY, "busy"),
+                     (3, ANSWERS, "answered")]  # fmt: skip
     rung = trunk.dialogue(legs[1]["sip_call_id"])
     assert [m.method for m in rung if m.method and not m.sent] == ["INVITE", "CANCEL", "ACK"]
 
@@ -117,7 +119,8 @@ def test_no_answer_moves_on_and_the_next_operator_takes_the_call(
     assert (sales["offered"], sales["answered"], sales["abandoned"]) == (1, 1, 0)
     assert 2.0 <= sales["average_speed_of_answer"] <= 5.0
     operators = {o["operator"]: o for o in stats["operators"]}
-    assert (operators["bert"]["no_answers"], operators["anna"]["handled"]) == (1, 1)
+    assert [operators[n]["no_answers"] for n in ("bert", "cleo", "anna")] == [1, 1, 0]
+    assert operators["anna"]["handled"] == 1
 
 
 def test_a_registered_softphone_is_offered_the_call_where_it_registered(

@@ -45,32 +45,32 @@ class StoredMessage:
         return BytesIO(self.raw)
 
     # IMessage
-    def getUID(self) -> int:  # noqa: N802 - Twisted's interface names
+    def getUID(self) -> int:
         return self.uid
 
-    def getFlags(self) -> list[str]:  # noqa: N802
+    def getFlags(self) -> list[str]:
         return sorted(self.flags)
 
-    def getInternalDate(self) -> str:  # noqa: N802
+    def getInternalDate(self) -> str:
         return "Mon, 01 Jan 2024 12:00:00 +0000"
 
-    def getHeaders(self, negate: bool, *names: bytes) -> dict[str, str]:  # noqa: N802
+    def getHeaders(self, negate: bool, *names: bytes) -> dict[str, str]:
         parsed = BytesHeaderParser().parsebytes(self.raw)
         wanted = {n.decode().lower() for n in names}
         return {k.lower(): str(v) for k, v in parsed.items()
                 if not wanted or (k.lower() in wanted) != negate}  # fmt: skip
 
-    def getBodyFile(self) -> BytesIO:  # noqa: N802
-        head, _, body = self.raw.partition(b"\r\n\r\n")
+    def getBodyFile(self) -> BytesIO:
+        body = self.raw.partition(b"\r\n\r\n")[2]
         return BytesIO(body)
 
-    def getSize(self) -> int:  # noqa: N802
+    def getSize(self) -> int:
         return len(self.raw)
 
-    def isMultipart(self) -> bool:  # noqa: N802
+    def isMultipart(self) -> bool:
         return False
 
-    def getSubPart(self, part: int) -> Any:  # noqa: N802
+    def getSubPart(self, part: int) -> Any:
         raise TypeError("not a multipart message")
 
 
@@ -103,48 +103,50 @@ class Mailbox:
 
     # -- IMailboxInfo / IMailbox ------------------------------------------------------
 
-    def getFlags(self) -> tuple[str, ...]:  # noqa: N802
+    def getFlags(self) -> tuple[str, ...]:
         return ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 
-    def getHierarchicalDelimiter(self) -> str:  # noqa: N802
+    def getHierarchicalDelimiter(self) -> str:
         return "/"
 
-    def getUIDValidity(self) -> int:  # noqa: N802
+    def getUIDValidity(self) -> int:
         return 42
 
-    def getUIDNext(self) -> int:  # noqa: N802
+    def getUIDNext(self) -> int:
         return self.next_uid
 
-    def getUID(self, message: int) -> int:  # noqa: N802 - a sequence number's UID
+    def getUID(self, message: int) -> int:
         return self.messages[message - 1].uid
 
-    def getMessageCount(self) -> int:  # noqa: N802
+    def getMessageCount(self) -> int:
         return len(self.messages)
 
-    def getRecentCount(self) -> int:  # noqa: N802
+    def getRecentCount(self) -> int:
         return 0
 
-    def getUnseenCount(self) -> int:  # noqa: N802
+    def getUnseenCount(self) -> int:
         return len(self.unseen())
 
-    def isWriteable(self) -> bool:  # noqa: N802
+    def isWriteable(self) -> bool:
         return True
 
     def destroy(self) -> None:
         self.messages.clear()
 
-    def requestStatus(self, names: Iterable[str]) -> Deferred[dict[str, int]]:  # noqa: N802
+    def requestStatus(self, names: Iterable[str]) -> Deferred[dict[str, int]]:
         status = {"MESSAGES": self.getMessageCount(), "RECENT": 0,
                   "UIDNEXT": self.next_uid, "UIDVALIDITY": 42, "UNSEEN": self.getUnseenCount()}
         return succeed({name: status[name] for name in names if name in status})
 
-    def addListener(self, listener: Any) -> None:  # noqa: N802
+    def addListener(self, listener: Any) -> None:
         self.listeners.append(listener)
 
-    def removeListener(self, listener: Any) -> None:  # noqa: N802
+    def removeListener(self, listener: Any) -> None:
         self.listeners.remove(listener)
 
-    def addMessage(self, message: Any, flags: Iterable[str] = (), date: Any = None) -> Deferred[int]:  # noqa: N802
+    def addMessage(
+        self, message: Any, flags: Iterable[str] = (), date: Any = None
+    ) -> Deferred[int]:
         return succeed(self.deliver(message.read(), flags))
 
     def expunge(self) -> list[int]:
@@ -206,21 +208,21 @@ class _Realm:
     def __init__(self, account: imap4.MemoryAccount) -> None:
         self.account = account
 
-    def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> Any:  # noqa: N802
+    def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> Any:
         if imap4.IAccount not in interfaces:
             raise NotImplementedError("only IMAP accounts here")
         return imap4.IAccount, self.account, lambda: None
 
 
 class _Account(imap4.MemoryAccount):
-    def _emptyMailbox(self, name: str, id: int) -> Mailbox:  # noqa: N802
+    def _emptyMailbox(self, name: str, id: int) -> Mailbox:
         return Mailbox()
 
 
 class _Server(imap4.IMAP4Server):
     factory: ImapServer
 
-    def authenticateLogin(self, user: bytes, passwd: bytes) -> Any:  # noqa: N802
+    def authenticateLogin(self, user: bytes, passwd: bytes) -> Any:
         self.factory.login_attempt(user, passwd)
         return super().authenticateLogin(user, passwd)
 
@@ -255,7 +257,7 @@ class ImapServer(ServerFactory):
             await self._port.stopListening()
             self._port = None
 
-    def buildProtocol(self, addr: Any) -> _Server:  # noqa: N802
+    def buildProtocol(self, addr: Any) -> _Server:
         protocol = _Server()
         protocol.factory = self
         protocol.portal = self.portal

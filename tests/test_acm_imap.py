@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from imapkit import SEEN, ImapServer
+from test_acm_email import message, write
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
@@ -25,8 +27,6 @@ from engine.acm.mailconfig import EmailSettings
 from engine.acm.mailimap import ImapPoller
 from engine.acm.mailstore import MailStore
 from engine.config import load_config
-from imapkit import SEEN, ImapServer
-from test_acm_email import message, write
 
 PASSWORD = "s3cret pass"  # a space: imaplib must quote it
 
@@ -259,3 +259,17 @@ async def test_a_wrong_password_is_logged_and_the_polls_go_on(
     assert desk.server.logins[-1] == (b"desk", True)
     assert [subject for subject, *_ in desk.kept()] == ["hello"]
     assert desk.server.inbox.unseen() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_missing_mailbox_is_said_plainly(
+    desk: Desk, warnings: Callable[[], list[str]]
+) -> None:
+    desk.deliver("hello")
+    desk.poller = desk.make(mailbox="Old Archive")  # quoted for SELECT, and not there
+    await desk.poll()
+    assert warnings() == [
+        f"e-mail: cannot fetch initech's mailbox desk@127.0.0.1:{desk.server.port}: "
+        "select Old Archive: NO No such mailbox"
+    ]
+    assert desk.server.inbox.unseen() == [1] and desk.kept() == []

@@ -80,7 +80,7 @@ class ImapPoller:
     def _failed(self, failure: Failure) -> None:
         self._failures.warning(
             "imap", "e-mail: cannot fetch %s's mailbox %s@%s:%d: %s", self.customer,
-            self.imap.user, self.imap.host, self.imap.port, failure.getErrorMessage(),
+            self.imap.user, self.imap.host, self.imap.port, _reason(failure.value),
         )  # fmt: skip
 
     def fetch(self) -> int:
@@ -121,8 +121,19 @@ def _quoted(mailbox: str) -> str:
 def _check(answer: tuple[str, list[Any]], what: str) -> list[Any]:
     status, data = answer
     if status != "OK":
-        raise imaplib.IMAP4.error(f"{what}: {status} {data!r}")
+        raise imaplib.IMAP4.error(f"{what}: {status} {_text(data)}")
     return data
+
+
+def _reason(exc: BaseException | None) -> str:
+    """An error's text; imaplib gives the server's answer as bytes (not "b'LOGIN failed'")."""
+    args = () if exc is None else exc.args
+    return _text(args) if any(isinstance(arg, bytes) for arg in args) else str(exc)
+
+
+def _text(parts: Any) -> str:
+    return " ".join(p.decode("utf-8", "replace") if isinstance(p, bytes) else str(p)
+                    for p in parts)  # fmt: skip
 
 
 def _message(data: list[Any]) -> bytes | None:

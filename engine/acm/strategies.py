@@ -10,8 +10,9 @@ rounds of one operator; ``ring-all`` gives one round per level, best first.
 Eligibility: available, and at or above the group's minimum level for this
 wait (:meth:`Group.min_level`: the tiers widen it to lower levels as the
 caller waits), or the best level of the operators logged in when that is
-lower (a caller does not wait for competence that is not at work). Order, by strategy (ties always end on the operator's name, so
-equal inputs give equal answers on every engine):
+lower (a caller does not wait for competence that is not at work). Order,
+by strategy (ties always end on the operator's name, so equal inputs give
+equal answers on every engine):
 
 - ``level-then-longest-idle``: highest level first, then longest idle;
 - ``round-robin``: the operators by name as a ring, starting after

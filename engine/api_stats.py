@@ -6,25 +6,36 @@ stats_handler(...))``; the token check is V1's. Query: ``since`` and
 (one name, or several separated by commas). When the window reaches now and
 the shared state is given, the calls waiting and the oldest wait come from
 it (what every engine's queue holds now) rather than from this engine's
-events.
+events. A window is at most :data:`~engine.acm.report.MAX_WINDOW_DAYS` days
+(a longer one is refused with 400).
 
-The report reads the window's events from SQLite on the reactor thread: a
-day of a busy customer is some tens of milliseconds.
+The report is read and computed in a thread of the reactor's pool, on a
+read-only connection of its own; the reactor thread only takes the store's
+snapshot (the last id committed and the events not committed yet) before,
+and asks the shared state for the live waits after.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.acm.report import as_json, default_window, with_live
+from twisted.internet.threads import deferToThreadPool
+
+from engine.acm.report import Report, as_json, compute, default_window, too_long, with_live
+from engine.acm.stats import StatsError, open_readonly, read_events
 from engine.api_v1 import Handler, Reply, error, parse_iso, query_of
 
 if TYPE_CHECKING:
+    from engine.acm.events import AcmEvent
     from engine.acm.model import AcmSettings
     from engine.acm.stats import StatsStore
     from engine.state.interface import CallQueues
+
+log = logging.getLogger("vms.api.stats")
 
 __all__ = ["stats_handler"]
 
@@ -32,10 +43,20 @@ _PARAMETERS = frozenset({"since", "until", "group"})
 
 
 def stats_handler(
-    settings_of: Callable[[str], AcmSettings | None], store: StatsStore, clock: Any,
+    settings_of: Callable[[str], AcmSettings | None],
+    store: StatsStore,
+    clock: Any,
     queues: CallQueues | None = None,
+    reactor: Any = None,
 ) -> Handler:
-    """The handler of resource ``stats``: figures from ``store``, live waits from ``queues``."""
+    """The handler of resource ``stats``: figures from ``store``, live waits from ``queues``.
+
+    ``reactor``: whose thread pool computes the reports (the global reactor by default).
+    """
+    if reactor is None:
+        from twisted.internet import reactor as installed  # noqa: PLC0415 - installed late
+
+        reactor = installed
 
     async def stats(request: Any, customer: str, method: str, rest: tuple[str, ...]) -> Reply:
         if rest:
@@ -57,14 +78,21 @@ def stats_handler(
         if since >= until:
             return error(400, f"since ({query.get('since')}) must come before until "
                               f"({query.get('until', 'now')})")  # fmt: skip
+        refusal = too_long(since, until)
+        if refusal is not None:
+            return error(400, refusal)
         groups = query["group"].split(",") if "group" in query else None
         for group in groups or ():
             if group not in acm.groups:
                 return error(400, f"unknown group '{group}' (groups: "
                                   f"{', '.join(sorted(acm.groups))})")  # fmt: skip
         try:
-            report = store.report(customer, acm, since, until, groups)
-        except sqlite3.Error:
+            upto, pending = store.snapshot(customer, until)
+            report = await deferToThreadPool(reactor, reactor.getThreadPool(), _report,
+                                             store.path, customer, acm, (since, until), groups,
+                                             upto, pending)  # fmt: skip
+        except (sqlite3.Error, StatsError) as exc:
+            log.warning("statistics of %s not read: %s", customer, exc)
             return error(503, "the statistics database is busy or failing; try again",
                          retry_after=b"1")  # fmt: skip
         if queues is not None and until >= now:
@@ -78,3 +106,17 @@ def stats_handler(
         return Reply(200, as_json(report))
 
     return stats
+
+
+def _report(
+    path: Path, customer: str, acm: AcmSettings, window: tuple[float, float],
+    groups: Collection[str] | None, upto: int, pending: list[AcmEvent],
+) -> Report:  # fmt: skip
+    """In a worker thread: the committed events up to ``upto`` and ``pending``, computed."""
+    since, until = window
+    conn = open_readonly(path)
+    try:
+        events = read_events(conn, customer, since, until, upto)
+    finally:
+        conn.close()
+    return compute(events + pending, customer, acm, since, until, groups)

@@ -22,6 +22,7 @@ from typing import Any
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall
 
+from engine.acm.directory import AcmDirectory
 from engine.acm.runtime import AcmRuntime, AcmStartError
 from engine.api import build_site
 from engine.calls.b2bua import B2bua
@@ -29,7 +30,7 @@ from engine.calls.context import CallContext
 from engine.calls.media import MediaServices
 from engine.calls.operator_phone import PHONE_PROMPT_DIR, PHONE_PROMPTS
 from engine.calls.queue import QUEUE_PROMPT_DIR, QUEUE_PROMPTS, AcmServices
-from engine.calls.registrar import Registrar, accounts_of
+from engine.calls.registrar import Auditor, Registrar, accounts_of, live_accounts
 from engine.cdr.store import CdrStore
 from engine.config import Config
 from engine.floods import FloodGuard
@@ -311,7 +312,9 @@ def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSe
                      if role.startswith("operator ")}  # fmt: skip
             queues = AcmServices(acm.desk, queue_prompts, acm.phone(phone, services.pool))
         b2bua = _b2bua(reactor, config, stack, router, floods, sites, transports, local,
-                       (trunk_ip, sip.trunk[1]), media, state, queues)  # fmt: skip
+                       (trunk_ip, sip.trunk[1]), media, state, queues,
+                       directory=acm.directory if acm is not None else None,
+                       audit=services.store.audit)  # fmt: skip
         b2bua.ctx.drs = services.phone_service(drs_prompt_paths(config))
         stack.tu = b2bua
     if "udp" in transports:
@@ -345,7 +348,8 @@ def _b2bua(
     reactor: Any, config: Config, stack: SipStack, router: Router, floods: FloodGuard,
     sites: SiteTable, transports: dict[str, Any], local: tuple[str, int],
     trunk: tuple[str, int], media: MediaServices, state: SharedState,
-    acm: AcmServices | None,
+    acm: AcmServices | None, *, directory: AcmDirectory | None = None,
+    audit: Auditor | None = None,
 ) -> B2bua:  # fmt: skip
     """The call controller with its shared state, call records, site health and ACM queues."""
     leases = LeaseKeeper(state, reactor)
@@ -363,7 +367,8 @@ def _b2bua(
         records=records, sites=sites, billing_prefixes=config.billing.other_operator_prefixes,
         media=media, acm=acm,
     )  # fmt: skip
-    b2bua = B2bua(ctx, router, floods, registrar=_registrar(reactor, config, stack, state))
+    b2bua = B2bua(ctx, router, floods, registrar=_registrar(reactor, config, stack, state,
+                                                            directory, audit))  # fmt: skip
 
     def shutdown() -> None:
         ended = b2bua.hang_up_all("the engine is stopping")
@@ -381,15 +386,26 @@ def _b2bua(
     return b2bua
 
 
-def _registrar(reactor: Any, config: Config, stack: SipStack, state: Any) -> Registrar | None:
-    """Operators' softphones register when some customer has one, from any address (digest)."""
-    acm = {cid: c.acm for cid, c in config.customers.items() if c.acm is not None}
-    accounts = accounts_of(acm)
-    if not accounts:
-        return None
+def _registrar(reactor: Any, config: Config, stack: SipStack, state: Any,
+               directory: AcmDirectory | None = None,
+               audit: Auditor | None = None) -> Registrar | None:  # fmt: skip
+    """Operators' softphones register from any address (digest) when some customer has ACM.
+
+    With the ACM runtime's ``directory`` the accounts are the live ones (the
+    API's changes take effect at the next REGISTER); without it, the file's.
+    """
+    if directory is not None:
+        accounts = live_accounts(lambda: directory.config.customers, directory.settings)
+    else:
+        fixed = accounts_of({cid: c.acm for cid, c in config.customers.items()
+                             if c.acm is not None})  # fmt: skip
+        if not fixed:
+            return None
+        accounts = lambda: fixed  # noqa: E731
     stack.open_methods = frozenset({"REGISTER"})
-    log.info("%d softphones may register; REGISTER is accepted from any address", len(accounts))
-    return Registrar(reactor, state, accounts)
+    log.info("%d softphones may register now (changes through the API apply at once); "
+             "REGISTER is accepted from any address", len(accounts()))  # fmt: skip
+    return Registrar(reactor, state, accounts, audit=audit)
 
 
 def _media(reactor: Any, config: Config, prompts: dict[str, Prompt]) -> MediaServices:

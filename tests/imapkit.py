@@ -2,7 +2,8 @@
 
 The mailbox implements just what a client polling for UNSEEN mail needs
 (SELECT, UID SEARCH, UID FETCH, UID STORE) and records what was asked of it,
-so tests can check which messages were fetched and which flags they carry.
+so tests can check which messages were fetched (any item: ``fetched``), whose
+bytes were sent (``downloaded``) and which flags they carry.
 Login goes through twisted.cred with one user and password; every attempt is
 counted and tests can wait (on a Deferred) for the Nth one.
 
@@ -33,15 +34,21 @@ SEEN = "\\Seen"
 
 @implementer(imap4.IMessage, imap4.IMessageFile)
 class StoredMessage:
-    """One message of the mailbox: its exact bytes, UID and flags."""
+    """One message of the mailbox: its exact bytes, UID and flags.
 
-    def __init__(self, uid: int, raw: bytes, flags: Iterable[str] = ()) -> None:
+    ``downloads`` gets the UID each time the whole message is sent (BODY[], RFC822).
+    """
+
+    def __init__(self, uid: int, raw: bytes, flags: Iterable[str] = (),
+                 downloads: list[int] | None = None) -> None:  # fmt: skip
         self.uid = uid
         self.raw = raw
         self.flags = set(flags)
+        self.downloads = [] if downloads is None else downloads
 
     # IMessageFile: BODY[] and RFC822 are sent byte for byte.
     def open(self) -> BytesIO:
+        self.downloads.append(self.uid)
         return BytesIO(self.raw)
 
     # IMessage
@@ -76,12 +83,17 @@ class StoredMessage:
 
 @implementer(imap4.IMailboxInfo, imap4.IMailbox, imap4.ISearchableMailbox)
 class Mailbox:
-    """INBOX: messages in UID order; ``fetched`` lists the UIDs each FETCH returned."""
+    """INBOX: messages in UID order; ``fetched`` lists the UIDs each FETCH returned.
+
+    ``downloaded`` lists the UIDs whose bytes were sent, in order (a FETCH of
+    RFC822.SIZE or FLAGS is in ``fetched``, not here).
+    """
 
     def __init__(self) -> None:
         self.messages: list[StoredMessage] = []
         self.next_uid = 1
         self.fetched: list[int] = []
+        self.downloaded: list[int] = []
         self.stored: list[tuple[int, tuple[str, ...], int]] = []  # (uid, flags, mode)
         self.listeners: list[Any] = []
 
@@ -90,7 +102,7 @@ class Mailbox:
     def deliver(self, raw: bytes, flags: Iterable[str] = ()) -> int:
         """A new message (its UID); CRLF line ends as on the wire."""
         message = StoredMessage(self.next_uid, raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"),
-                                flags)  # fmt: skip
+                                flags, self.downloaded)  # fmt: skip
         self.next_uid += 1
         self.messages.append(message)
         return message.uid

@@ -80,6 +80,16 @@ def test_a_put_without_pin_keeps_the_pin_and_a_reload_keeps_the_changes(
     assert acm is not None and dict(acm.operators["anna"].groups) == {"sales": 5, "support": 1}
 
 
+def test_the_audit_log_never_holds_a_softphone_ha1(directory: AcmDirectory,
+                                                   config: Config) -> None:  # fmt: skip
+    ha1 = "e9d53d8ae5bb383683e3af8d96a7d943"
+    body = {**CARLA, "softphone": {"user": "carla", "ha1": ha1}}
+    directory.put_operator("acme", "carla", body, "api 127.0.0.1")
+    with ModeStore.in_data_dir(config.data_dir) as store:
+        (entry,) = [e for e in store.audit_log("acme") if e.action == "acm-operator-put"]
+    assert "carla" in entry.detail and ha1 not in entry.detail and "5678" not in entry.detail
+
+
 def test_another_engine_sees_a_change_at_its_next_poll(
     directory: AcmDirectory, config: Config
 ) -> None:

@@ -8,7 +8,10 @@ shared state; the desk's time rules (tiers) run on a task.Clock.
 
 from __future__ import annotations
 
+import hashlib
 import smtplib
+import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,13 +22,19 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
+from twisted.python import threadable
 
 from apikit import Api
+from engine import api_email
+from engine.acm import mailstore
 from engine.acm.events import AcmEvent
 from engine.acm.maildesk import ConflictError, EmailDesk
+from engine.acm.mailintake import SmtpHandler, smtp_intake
 from engine.acm.mailservice import EmailService
-from engine.acm.mailstore import MailStore
+from engine.acm.mailstore import MailStore, StoreClosedError
+from engine.acm.runtime import AcmRuntime, AcmStartError
 from engine.api_email import EmailApi
+from engine.cdr.migrations import migrate, schema_version
 from engine.config import Config, load_config
 from engine.modes.store import ModeStore
 from engine.passwords import hash_password
@@ -187,6 +196,10 @@ class Engine:
         status, _, body = await self.api.call("POST", f"/api/v1/customers/initech/{path}", AUTH)
         return status, body
 
+    async def call(self, method: str, path: str) -> tuple[int, Any, Any]:
+        """Status, headers and body."""
+        return await self.api.call(method, f"/api/v1/customers/initech/{path}", AUTH)
+
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
@@ -252,8 +265,9 @@ async def login(state: MemoryState, operator: str, groups: dict[str, int]) -> No
 
 @pytest_twisted.ensureDeferred
 async def test_an_email_from_smtp_to_done(
-    config: Config, state: MemoryState, start: Callable[[], Engine]
-) -> None:
+    config: Config, state: MemoryState, start: Callable[[], Engine],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     engine = start()
     await send(config, message("Need a quote", to="Sales@initech.example"))
     # The 250 came after the commit, and the arrival was announced before the 250 left.
@@ -276,11 +290,29 @@ async def test_an_email_from_smtp_to_done(
     # Kept from calls while on it; asking again gives the same e-mail.
     assert [i.state for i in await state.operators("initech", "sales")] == ["on_call"]
     assert (await engine.get("email?operator=anna"))[1]["email"]["id"] == email["id"]
+    # Read and parsed in a pool thread, not on the reactor.
+    parsed_on_reactor: list[bool] = []
+    text_of = api_email._text
+
+    def spy(raw: bytes) -> tuple[str, list[str]]:
+        parsed_on_reactor.append(threadable.isInIOThread())
+        return text_of(raw)
+
+    monkeypatch.setattr(api_email, "_text", spy)
     status, full = await engine.get(f"email/{email['id']}")
     assert status == 200 and full["text"].startswith("Hello,\nplease call me back.")
+    assert full["attachments"] == [] and parsed_on_reactor == [False]
 
-    assert (await engine.post(f"email/{email['id']}/done?operator=bert"))[0] == 409
-    status, done = await engine.post(f"email/{email['id']}/done")
+    # Only the operator who has it ends it, and who that is must be said.
+    assert await engine.post(f"email/{email['id']}/done?operator=bert") == \
+        (409, {"error": f"e-mail {email['id']} is in the hands of 'anna', not 'bert'"})  # fmt: skip
+    assert (await engine.post(f"email/{email['id']}/release?operator=bert"))[0] == 409
+    assert await engine.post(f"email/{email['id']}/done") == \
+        (400, {"error": f"POST email/{email['id']}/done needs ?operator=NAME: the operator "
+                        "who has the e-mail"})  # fmt: skip
+    assert (await engine.post(f"email/{email['id']}/release"))[0] == 400
+    assert [i.state for i in await state.operators("initech", "sales")] == ["on_call"]
+    status, done = await engine.post(f"email/{email['id']}/done?operator=anna")
     assert (status, done["state"]) == (200, "done")
     assert [i.state for i in await state.operators("initech", "sales")] == ["available"]
     contact = f"email-{email['id']}"
@@ -288,7 +320,7 @@ async def test_an_email_from_smtp_to_done(
                                      ("answered", contact, "anna"), ("ended", contact, "anna")]
     assert engine.events[-1].detail == "done"
     assert (await engine.get("email?operator=anna"))[1] == {"email": None}
-    assert (await engine.post(f"email/{email['id']}/done"))[0] == 409
+    assert (await engine.post(f"email/{email['id']}/done?operator=anna"))[0] == 409
 
 
 @pytest_twisted.ensureDeferred
@@ -342,7 +374,7 @@ async def test_a_restart_keeps_waiting_and_assigned_emails(
     engine = start()  # the same data_dir and presence, a new service and API
     assert engine.events == []  # each was reported queued once, by the run that stored it
     assert (await engine.get("email?operator=anna"))[1]["email"] == taken
-    status, body = await engine.post(f"email/{taken['id']}/release")
+    status, body = await engine.post(f"email/{taken['id']}/release?operator=anna")
     assert (status, body["state"], body["operator"]) == (200, "waiting", None)
     assert [(e.kind, e.detail) for e in engine.events] == [("ended", "released")]
     # Given back, it is the oldest again.
@@ -359,8 +391,19 @@ async def test_api_refusals(start: Callable[[], Engine]) -> None:
         (404, {"error": "customer 'initech' has no operator 'zed'"})  # fmt: skip
     assert (await engine.get("email/77"))[0] == 404
     assert (await engine.get("email/abc"))[0] == 404
-    assert (await engine.post("email/77/done"))[0] == 404
+    assert (await engine.post("email/77/done?operator=anna"))[0] == 404
+    assert (await engine.post("email/77/done"))[0] == 400
     assert (await engine.post("email/77/archive"))[0] == 404
+    status, body = await engine.post("email")  # no id: a sentence, not an IndexError
+    assert status == 404 and body["error"].startswith("POST needs an e-mail")
+    # Ids SQLite cannot hold, or that are not ASCII digits: a sentence, not an OverflowError.
+    for bad in ("0", "-1", "1e3", "9223372036854775808", "9" * 40, "%C2%B2", "%D9%A1"):
+        for method, path in (("GET", f"email/{bad}"), ("POST", f"email/{bad}/done?operator=x")):
+            status, _, body = await engine.call(method, path)
+            assert status == 404, (method, path)
+            assert "whole numbers from 1 to 9223372036854775807" in body["error"]
+    assert await engine.get("email/9223372036854775807") == \
+        (404, {"error": "customer 'initech' has no e-mail 9223372036854775807"})  # fmt: skip
     status, _, _ = await engine.api.call("GET", "/api/v1/customers/initech/email")
     assert status == 401
 
@@ -409,4 +452,245 @@ async def test_tiers_hold_an_email_for_the_competent_then_widen(tmp_path: Path) 
         ("queued", 0), ("offered", 30), ("answered", 30),
         ("ended", 30 + 2 * (acm.email.hold - 1) + 2),
     ]
+    store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_busy_or_closed_database_is_503_with_retry_after(
+    config: Config, state: MemoryState, start: Callable[[], Engine]
+) -> None:
+    engine = start()
+    store = engine.service.store
+    await send(config, message("first", to="sales@initech.example"))
+    await login(state, "anna", {"sales": 3, "support": 3})
+    taken = (await engine.get("email?operator=anna"))[1]["email"]
+    store.close()
+    store.busy_timeout = 0.05
+    store.open(reactor.seconds())
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another engine writing, past the busy timeout
+    try:
+        status, headers, body = await engine.call("POST", f"email/{taken['id']}/done?operator=anna")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert (status, body) == (503, {"error": "the e-mail database is busy or failing; try again"})
+    assert headers.getRawHeaders(b"retry-after") == [b"1"]
+    assert [i.state for i in await state.operators("initech", "sales")] == ["on_call"]
+
+    store.close()  # closed (stopping): the same answer on every path, the thread's too
+    for method, path in (("GET", "email"), ("GET", f"email/{taken['id']}"),
+                         ("POST", f"email/{taken['id']}/release?operator=anna")):  # fmt: skip
+        status, headers, _ = await engine.call(method, path)
+        assert (status, headers.getRawHeaders(b"retry-after")) == (503, [b"1"]), path
+    store.open(reactor.seconds())
+    status, done = await engine.post(f"email/{taken['id']}/done?operator=anna")
+    assert (status, done["state"]) == (200, "done")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_same_bytes_are_kept_once_whatever_their_message_id(
+    config: Config, start: Callable[[], Engine]
+) -> None:
+    engine = start()
+    await send(config, message("no id"))  # no Message-ID at all
+    await send(config, message("no id"))  # the same, retried after a lost 250
+    await send(config, message("genuine", message_id="<1@client.example>"))
+    await send(config, message("forged", message_id="<1@client.example>"))  # someone else's id
+    assert [e.kind for e in engine.events] == ["queued"] * 3
+    store = engine.service.store
+    assert [e.subject for e in store.waiting("initech", ["sales"])] == \
+        ["no id", "genuine", "forged"]  # fmt: skip
+    assert [e.message_id for e in store.waiting("initech", ["sales"])] == \
+        [None, "<1@client.example>", "<1@client.example>"]  # fmt: skip
+
+
+def test_the_store_migrates_to_dedupe_by_sha256(tmp_path: Path) -> None:
+    path = tmp_path / "email.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, 1.0, mailstore.MIGRATIONS[:1])
+    same, other = b"Subject: hi\r\n\r\nhello\r\n", b"Subject: yo\r\n\r\nyo\r\n"
+    rows = [  # customer, message_id, raw, state, operator; the second was kept twice by v1
+        ("initech", None, same, "done", None),
+        ("initech", None, same, "assigned", "anna"),
+        ("initech", "<x@client.example>", other, "waiting", None),
+        ("globex", None, same, "waiting", None),
+    ]
+    for customer, message_id, raw, state, operator in rows:
+        conn.execute(
+            "INSERT INTO emails (customer, message_id, received, source, sender, recipients,"
+            " subject, grp, raw, state, operator, announced)"
+            " VALUES (?, ?, 1, 'smtp', 'a@b.example', '[]', 's', 'sales', ?, ?, ?, 1)",
+            (customer, message_id, raw, state, operator),
+        )
+    conn.close()
+
+    store = MailStore(path)
+    store.open(2.0)
+    try:
+        with store._db() as db:
+            assert schema_version(db) == 2
+            digests = db.execute("SELECT id, customer, digest FROM emails ORDER BY id").fetchall()
+            indexes = {row[1] for row in db.execute("PRAGMA index_list(emails)")}
+        sha = hashlib.sha256(same).hexdigest()
+        # Nothing is lost: the copy v1 kept twice stays (it is in anna's hands), set apart.
+        assert digests == [(1, "initech", sha), (2, "initech", f"{sha}:2"),
+                           (3, "initech", hashlib.sha256(other).hexdigest()),
+                           (4, "globex", sha)]  # fmt: skip
+        assert {"emails_digest", "emails_waiting", "emails_assigned",
+                "emails_unannounced"} <= indexes  # fmt: skip
+        assigned = store.assigned_to("initech", "anna")
+        assert assigned is not None and assigned.id == 2
+
+        def add(customer: str, raw: bytes, message_id: str | None = None) -> int | None:
+            return store.add(customer, message_id=message_id, received=3.0, source="imap",
+                             sender="a@b.example", recipients=[], subject="s", group="sales",
+                             raw=raw)  # fmt: skip
+
+        assert add("initech", same) is None and add("globex", same) is None
+        assert add("initech", b"Subject: new\r\n\r\n", "<x@client.example>") == 5
+        assert add("acme", same) == 6  # per customer
+        assert [e.id for e in store.unannounced()] == [5, 6]
+    finally:
+        store.close()
+
+
+class _Pausing:
+    """A store connection that runs ``between`` once, right after unannounced()'s SELECT."""
+
+    def __init__(self, conn: sqlite3.Connection, between: Callable[[], None]) -> None:
+        self.conn = conn
+        self.between: Callable[[], None] | None = between
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        cursor = self.conn.execute(sql, *args)
+        if sql.startswith("SELECT") and "announced = 0" in sql and self.between is not None:
+            between, self.between = self.between, None
+            between()
+        return cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+def test_two_engines_never_both_report_an_arrival(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = MailStore(tmp_path / "email.sqlite")
+    second = MailStore(tmp_path / "email.sqlite", busy_timeout=0.05)
+    first.open(1.0)
+    second.open(1.0)
+    try:
+        for subject in ("one", "two"):
+            first.add("initech", message_id=None, received=1.0, source="smtp",
+                      sender="a@b.example", recipients=[], subject=subject, group="sales",
+                      raw=subject.encode())  # fmt: skip
+        # The second engine asks between the first one's read and its marking them reported.
+        second_saw: list[object] = []
+
+        def meanwhile() -> None:
+            try:
+                second_saw.extend(second.unannounced())
+            except sqlite3.OperationalError as exc:
+                second_saw.append(str(exc))
+
+        assert first._conn is not None
+        monkeypatch.setattr(first, "_conn", _Pausing(first._conn, meanwhile))
+        assert [e.subject for e in first.unannounced()] == ["one", "two"]
+        assert second_saw == ["database is locked"]  # it waited its turn
+        assert second.unannounced() == []
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_closed_store_says_so(tmp_path: Path) -> None:
+    store = MailStore(tmp_path / "email.sqlite")
+    with pytest.raises(StoreClosedError, match="is not open"):
+        store.queues("initech")
+
+
+def test_a_broken_email_database_stops_the_start_plainly(config: Config) -> None:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    (config.data_dir / "email.sqlite").write_bytes(b"this is not a database\n" * 100)
+    runtime = AcmRuntime(reactor, config, MemoryState(reactor))
+    try:
+        with pytest.raises(AcmStartError, match=r"cannot use the e-mail database .*email\.sqlite"):
+            runtime.start()
+    finally:
+        runtime.email.stop()
+        runtime.directory.close()
+        runtime.stats.close()
+
+
+def test_the_intake_takes_at_most_max_sessions(config: Config, tmp_path: Path) -> None:
+    acm = config.customers["initech"].acm
+    assert acm is not None and acm.email is not None
+    store = MailStore(tmp_path / "email.sqlite")
+    store.open(time.time())
+    handler = SmtpHandler({"initech": acm.email}, store, time.time, lambda: None)
+    intake = smtp_intake("127.0.0.1", port_of(config), handler, max_sessions=2)
+    sessions: list[smtplib.SMTP] = []
+    try:
+        sessions += [smtplib.SMTP("127.0.0.1", port_of(config), timeout=5) for _ in range(2)]
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            smtplib.SMTP("127.0.0.1", port_of(config), timeout=5)
+        assert refused.value.smtp_code == 421  # "try again later" to a sending server
+        assert intake.sessions.count == 2 and intake.sessions.refused == 1
+        sessions.pop().quit()
+        deadline = time.monotonic() + 5
+        while intake.sessions.count > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the intake's own thread sees the session go
+        with smtplib.SMTP("127.0.0.1", port_of(config), timeout=5) as client:
+            client.send_message(message("after the rush"))
+        assert [e.subject for e in store.unannounced()] == ["after the rush"]
+    finally:
+        for session in sessions:
+            session.close()
+        intake.stop()
+        store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_next_email_reads_each_group_s_oldest_not_the_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(write(tmp_path, EMAIL))
+    acm = config.customers["initech"].acm
+    assert acm is not None and acm.email is not None
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    state = MemoryState(clock)
+    store = MailStore(tmp_path / "email.sqlite")
+    store.open(clock.seconds())
+    desk = EmailDesk(clock, store, state, Events(), {"initech": acm}.get)
+    for n in range(50):  # a long support queue, then one sales e-mail
+        store.add("initech", message_id=None, received=clock.seconds() + n, source="smtp",
+                  sender="a@b.example", recipients=[], subject=f"support {n}", group="support",
+                  raw=b"support %d" % n)  # fmt: skip
+    store.add("initech", message_id=None, received=clock.seconds() + 60, source="smtp",
+              sender="a@b.example", recipients=[], subject="sales", group="sales",
+              raw=b"sales")  # fmt: skip
+    monkeypatch.setattr(store, "waiting", None)  # never the whole queue
+    statements: list[str] = []
+    assert store._conn is not None
+    store._conn.set_trace_callback(statements.append)
+
+    await state.set_operator("initech", "anna", "break", {"sales": 3, "support": 3},
+                             clock.seconds())  # fmt: skip
+    await state.set_operator("initech", "bert", "available", {"support": 1}, clock.seconds())
+    clock.advance(60)
+    # Support's tier lets level 1 in after 30 s: bert gets its oldest.
+    first = await desk.next_for("initech", "bert")
+    assert first is not None and first.subject == "support 0"
+    reads = [s for s in statements if s.startswith("SELECT") and "FROM emails" in s]
+    assert reads and all("LIMIT 1" in s or " id = " in s for s in reads), reads
+
+    # Oldest first across groups: anna (both groups) gets support 1 before the newer sales.
+    await state.set_operator("initech", "anna", "available", {"sales": 3, "support": 3},
+                             clock.seconds())  # fmt: skip
+    second = await desk.next_for("initech", "anna")
+    assert second is not None and second.subject == "support 1"
+    await desk.done("initech", first.id, "bert")
+    await desk.done("initech", second.id, "anna")
     store.close()

@@ -77,8 +77,10 @@ class Desk:
         self._arrived: list[Deferred[None]] = []
         self.poller = self.make()
 
-    def make(self, **imap: Any) -> ImapPoller:
+    def make(self, max_size: int | None = None, **imap: Any) -> ImapPoller:
         settings = self.settings
+        if max_size is not None:
+            settings = dataclasses.replace(settings, max_size=max_size)
         if imap:
             assert settings.imap is not None
             settings = dataclasses.replace(settings, imap=dataclasses.replace(settings.imap,
@@ -173,7 +175,9 @@ async def test_unseen_messages_are_stored_routed_then_marked_seen(desk: Desk) ->
     assert desk.server.logins == [(b"desk", True)]
 
     await desk.poll()  # nothing new: nothing fetched, nothing reported
-    assert inbox.fetched == [invoice, quote] and desk.arrivals == 1
+    assert inbox.downloaded == [invoice, quote] and desk.arrivals == 1
+    # Each one's size was asked before its body (a FETCH of RFC822.SIZE, then of BODY.PEEK[]).
+    assert inbox.fetched == [invoice, invoice, quote, quote]
 
 
 @pytest_twisted.ensureDeferred
@@ -181,7 +185,7 @@ async def test_a_seen_message_is_not_fetched(desk: Desk) -> None:
     read = desk.deliver("already read", flags=(SEEN, "\\Answered"))
     new = desk.deliver("new")
     await desk.poll()
-    assert desk.server.inbox.fetched == [new]
+    assert desk.server.inbox.downloaded == [new] and set(desk.server.inbox.fetched) == {new}
     assert [subject for subject, *_ in desk.kept()] == ["new"]
     assert desk.server.inbox.by_uid(read).flags == {SEEN, "\\Answered"}
 
@@ -229,7 +233,7 @@ async def test_a_message_fetched_twice_is_kept_once(desk: Desk) -> None:
     desk.server.inbox.by_uid(uid).flags.clear()
     copy = desk.deliver("billing question", message_id="<q1@client.example>")
     await desk.poll()
-    assert desk.server.inbox.fetched == [uid, uid, copy]
+    assert desk.server.inbox.downloaded == [uid, uid, copy]
     assert desk.server.inbox.unseen() == []  # marked seen again, not left to be re-fetched
     assert desk.kept() == [("billing question", "support", "imap", ("info@initech.example",))]
     assert desk.arrivals == 1  # the second poll kept nothing new
@@ -273,3 +277,41 @@ async def test_a_missing_mailbox_is_said_plainly(
         "select Old Archive: NO No such mailbox"
     ]
     assert desk.server.inbox.unseen() == [1] and desk.kept() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_same_message_id_on_other_bytes_is_another_email(desk: Desk) -> None:
+    # A sender choosing the Message-ID of someone else's message does not make it vanish.
+    desk.deliver("billing question", message_id="<q1@client.example>")
+    desk.deliver("something else", message_id="<q1@client.example>")
+    # Without a Message-ID, a message fetched again (a crash before \\Seen) is kept once.
+    bare = desk.deliver("no id at all")
+    await desk.poll()
+    desk.server.inbox.by_uid(bare).flags.clear()
+    await desk.poll()
+    assert [subject for subject, *_ in desk.kept()] == \
+        ["billing question", "something else", "no id at all"]  # fmt: skip
+    assert desk.server.inbox.downloaded == [1, 2, bare, bare]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_over_max_size_is_never_downloaded(
+    desk: Desk, warnings: Callable[[], list[str]]
+) -> None:
+    desk.poller = desk.make(max_size=2048)
+    inbox = desk.server.inbox
+    big = inbox.deliver(message("a big one", size=5000).as_bytes())
+    small = desk.deliver("a small one")
+    await desk.poll()
+    size = len(inbox.by_uid(big).raw)
+    assert size > 2048
+    # Its size was asked, its body never: marked seen (it can never be accepted) and told once.
+    assert inbox.downloaded == [small] and big in inbox.fetched
+    assert inbox.unseen() == [] and inbox.by_uid(big).flags == {SEEN}
+    assert [subject for subject, *_ in desk.kept()] == ["a small one"]
+    assert warnings() == [
+        f"e-mail: initech's message UID {big} in INBOX is over max_size ({size} bytes, "
+        "max_size 2048): not stored, marked seen, left in the mailbox"
+    ]
+    await desk.poll()  # seen now: not asked about again
+    assert inbox.downloaded == [small] and len(warnings()) == 1

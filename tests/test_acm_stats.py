@@ -23,7 +23,18 @@ from engine.acm.report import (
     default_window,
     with_live,
 )
-from engine.acm.stats import FILENAME, MIGRATIONS, StatsError, StatsStore, open_readonly
+from engine.acm.stats import (
+    _COLUMNS,
+    _PURGE,
+    _WINDOW,
+    FILENAME,
+    MIGRATIONS,
+    StatsError,
+    StatsStore,
+    open_readonly,
+    read_events,
+)
+from engine.cdr.migrations import migrate, schema_version
 
 SALES_CALLS = QueueFigures(
     "sales", "call", offered=6, answered=2, abandoned=2, timeout=1, no_agents=0, waiting=1,
@@ -280,3 +291,145 @@ def test_unusable_databases(tmp_path: Path, clock: Clock) -> None:
         StatsStore(newer, clock).open()
     with pytest.raises(StatsError, match="newer than this engine knows"):
         open_readonly(newer)
+
+
+# -- reading a window: the index, the snapshot -----------------------------------------
+
+
+def test_each_operators_state_at_since_is_found_through_the_index(
+    store: StatsStore, tmp_path: Path
+) -> None:
+    conn = open_readonly(tmp_path / FILENAME)
+    try:
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {_WINDOW}",
+                                               ("acme", SINCE, UNTIL, 1))]  # fmt: skip
+    finally:
+        conn.close()
+    lookups = [step for step in plan if "operator_states" in step]
+    assert len(lookups) == 3, plan  # the first operator, the next one, each one's last state
+    assert "SEARCH events USING INDEX operator_states (customer=? AND operator=? AND at<?)" \
+        in plan  # fmt: skip
+    assert not [step for step in plan if "SCAN events" in step or "(customer=? AND at<?)" in step]
+
+
+def test_operators_states_before_the_window_many_operators(store: StatsStore, clock: Clock) -> None:
+    events = [
+        AcmEvent(at("08:00:00") + i, "acme", "operator", operator=f"op{i % 5}", detail=state)
+        for i, state in enumerate(["available", "break", "wrap_up", "logged_out"] * 10)
+    ]
+    events += [
+        AcmEvent(at("10:00:00"), "acme", "operator", operator="op9", detail="available"),
+        AcmEvent(at("08:30:00"), "globex", "operator", operator="op0", detail="break"),
+    ]
+    for e in events:
+        store.record(e)
+    store.flush()
+    assert store.report("acme", ACM, SINCE, UNTIL) == compute(events, "acme", ACM, SINCE, UNTIL)
+    states = {e.operator: e.detail for e in store.events("acme", SINCE, UNTIL)
+              if e.at < SINCE}  # fmt: skip
+    assert states == {
+        f"op{i}": ["available", "break", "wrap_up", "logged_out"][(35 + i) % 4] for i in range(5)
+    }  # each one's last: event 35 + i; op9 came later
+
+
+def test_a_snapshot_counts_each_event_once(store: StatsStore, tmp_path: Path) -> None:
+    half = len(DAY_EVENTS) // 2
+    for e in DAY_EVENTS[:half]:
+        store.record(e)
+    store.flush()
+    for e in DAY_EVENTS[half:]:
+        store.record(e)
+    upto, pending = store.snapshot("acme", UNTIL)
+    assert pending == [e for e in DAY_EVENTS[half:] if e.customer == "acme" and e.at < UNTIL]
+    store.flush()  # committed between the snapshot and the read in the worker thread
+    conn = open_readonly(tmp_path / FILENAME)
+    try:
+        events = read_events(conn, "acme", SINCE, UNTIL, upto) + pending
+        assert len(read_events(conn, "acme", SINCE, UNTIL)) > len(events) - len(pending)
+    finally:
+        conn.close()
+    assert compute(events, "acme", ACM, SINCE, UNTIL) == \
+        compute(DAY_EVENTS, "acme", ACM, SINCE, UNTIL)  # fmt: skip
+
+
+# -- retention --------------------------------------------------------------------------
+
+
+DAYS = 86400.0
+
+
+def test_old_events_are_purged_in_batches_keeping_each_operators_state(
+    tmp_path: Path, clock: Clock
+) -> None:
+    store = StatsStore(tmp_path / FILENAME, clock, keep_days=30, purge_batch=3)
+    store.open()
+    now = clock.seconds()
+    old = [AcmEvent(now - 40 * DAYS + i, "acme", "queued", group="sales", contact=f"o{i}")
+           for i in range(5)]  # fmt: skip
+    states = [AcmEvent(now - 50 * DAYS, "acme", "operator", operator="anna", detail="break"),
+              AcmEvent(now - 35 * DAYS, "acme", "operator", operator="anna",
+                       detail="available"),
+              AcmEvent(now - 45 * DAYS, "acme", "operator", operator="bert", detail="break"),
+              AcmEvent(now - 45 * DAYS, "globex", "operator", operator="anna",
+                       detail="logged_out")]  # fmt: skip
+    recent = [
+        AcmEvent(now - 1 * DAYS, "acme", "operator", operator="anna", detail="break"),
+        AcmEvent(now - 1 * DAYS, "acme", "queued", group="sales", contact="r1"),
+    ]
+    everything = old + states + recent
+    for e in everything:
+        store.record(e)
+    clock.advance(0.5)  # committed, and a first batch of 3 purged
+    assert (store.pending, store.purged) == (0, 3)
+    clock.advance(0.5)
+    clock.advance(0.5)  # batch by batch, though no event came: 3 more, then the last 0
+    assert store.purged == 6 and not clock.getDelayedCalls()
+    window = (now - 30 * DAYS, now)
+    left = store.events("acme", *window)
+    assert sorted(e.at for e in left) == sorted(e.at for e in [*states[1:3], *recent])
+    assert store.report("acme", ACM, *window) == compute(everything, "acme", ACM, *window)
+    for since in (now - 30 * DAYS, now - 2 * DAYS, now - 0.5 * DAYS):  # any window inside
+        assert store.report("acme", ACM, since, now) == \
+            compute(everything, "acme", ACM, since, now)  # fmt: skip
+    # At most one purge an hour: an old event recorded now waits for the next one.
+    store.record(AcmEvent(now - 60 * DAYS, "acme", "queued", group="sales", contact="late"))
+    clock.advance(0.5)
+    assert store.purged == 6
+    clock.advance(3600)
+    store.record(AcmEvent(now, "acme", "queued", group="sales", contact="next"))
+    clock.advance(0.5)
+    assert store.purged == 7
+    store.close()
+
+
+def test_the_retention_can_be_turned_off(tmp_path: Path, clock: Clock) -> None:
+    store = StatsStore(tmp_path / FILENAME, clock, keep_days=None)
+    store.open()
+    store.record(AcmEvent(clock.seconds() - 5000 * DAYS, "acme", "queued", contact="x"))
+    clock.advance(0.5)
+    store.close()
+    assert (store.purged, committed(tmp_path / FILENAME)) == (0, 1)
+    with pytest.raises(ValueError, match="keep_days > 0"):
+        StatsStore(tmp_path / FILENAME, clock, keep_days=0)
+
+
+def test_a_version_1_database_is_upgraded(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / FILENAME
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, 0.0, MIGRATIONS[:1])
+    conn.execute(f"INSERT INTO events ({_COLUMNS}) VALUES (?, 'acme', 'queued', 'call', "
+                 "'sales', 'c', '', '')", (SINCE,))  # fmt: skip
+    conn.close()
+    store = StatsStore(path, clock)
+    store.open()
+    store.close()
+    conn = open_readonly(path)
+    try:
+        assert schema_version(conn) == len(MIGRATIONS) == 2
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'events_by_age'")\
+            .fetchone() == ("events_by_age",)  # fmt: skip
+        plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {_PURGE}", (SINCE, 10))]
+    finally:
+        conn.close()
+    assert "SEARCH old USING INDEX events_by_age (at<?)" in plan
+    assert committed(path) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest_twisted
 from acmdaykit import ACM, DAY_EVENTS, SINCE, UNTIL, at, write_config
 from twisted.internet.task import Clock
 
+import engine.api_stats
 from apikit import Api
 from engine.acm.report import as_json, compute
 from engine.acm.stats import StatsStore
@@ -116,3 +118,50 @@ async def test_refusals(serve: Callable[..., Api]) -> None:
     assert got[0] == 404
     got = await api.call("POST", "/api/v1/customers/acme/stats", AUTH["acme"])
     assert got[0] == 405
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_window_is_at_most_92_days(serve: Callable[..., Api]) -> None:
+    got = await serve().call("GET", "/api/v1/customers/acme/stats?since=1970-01-01T00:00:00Z",
+                             AUTH["acme"])  # fmt: skip
+    assert (got[0], got[2]) == (400, {"error": (
+        "the window from 1970-01-01T00:00:00Z to 2026-12-01T17:00:00Z is 20788.7 days; "
+        "statistics cover at most 92 days at a time, so ask for shorter windows")})  # fmt: skip
+    got = await serve().call("GET", "/api/v1/customers/acme/stats?since=2026-09-01T00:00:00Z"
+                             "&until=2026-12-01T17:00:00Z", AUTH["acme"])  # fmt: skip
+    assert got[0] == 200  # 91.7 days
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_report_is_read_and_computed_off_the_reactor(
+    serve: Callable[..., Api], store: StatsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[threading.Thread] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread())
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(engine.api_stats, "compute", spy)
+    half = len(DAY_EVENTS) // 2
+    store.flush()  # the fixture's events, committed
+    store.record(DAY_EVENTS[half])  # recorded twice: pending once more, not yet committed
+    status, _, body = await serve().call("GET", f"/api/v1/customers/acme/stats?{DAY}",
+                                         AUTH["acme"])  # fmt: skip
+    assert status == 200
+    assert threads and threads[0] is not threading.main_thread()
+    events = [*DAY_EVENTS, DAY_EVENTS[half]]
+    assert body == as_json(compute(events, "acme", ACM, SINCE, UNTIL))
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unreadable_database_is_503(
+    serve: Callable[..., Api], store: StatsStore, tmp_path: Path
+) -> None:
+    api = serve()
+    store.path.rename(tmp_path / "moved.sqlite")  # the engine's connection stays open
+    status, headers, body = await api.call("GET", f"/api/v1/customers/acme/stats?{DAY}",
+                                           AUTH["acme"])  # fmt: skip
+    assert (status, body) == (503, {"error": "the statistics database is busy or failing; "
+                                             "try again"})  # fmt: skip
+    assert headers.getRawHeaders("retry-after") == ["1"]

@@ -101,6 +101,10 @@ def test_today_so_far_by_default(config: Path) -> None:
      "--since 'yesterday' is not an ISO 8601 time; write it like 2026-12-01T08:00:00Z"),
     (["--customer", "acme", "--since", "2026-12-02", "--until", "2026-12-01"],
      "--since (2026-12-02T00:00:00Z) must come before --until (2026-12-01T00:00:00Z)"),
+    (["--customer", "acme", "--since", "2026-01-01"],
+     "the window from 2026-01-01T00:00:00Z to "),
+    (["--customer", "acme", "--since", "2026-01-01", "--until", "2026-04-03T00:00:01Z"],
+     "is 92.0 days; statistics cover at most 92 days at a time, so ask for shorter windows"),
 ])  # fmt: skip
 def test_bad_input_is_one_sentence(
     capsys: Capsys, config: Path, argv: list[str], message: str

@@ -41,7 +41,7 @@ routes:
     when: {{called: "+3225551234"}}
     do:
       queue: sales
-      max_wait: 120
+      max_wait: 200
       on_timeout: {{forward: "+3225550009"}}
       on_no_agents: {{reject: 480}}
   - name: bare
@@ -250,6 +250,33 @@ def test_a_priority_caller_goes_ahead(h: Harness) -> None:
     assert invite.headers["from"][0].startswith(f'"Caller" <sip:{VIP}@')
 
 
+def test_an_engine_side_hang_up_takes_the_call_out_of_the_queue(h: Harness) -> None:
+    login(h, "anna")
+    h.state.set_operator(C, "anna", "break", {"sales": 3}, h.clock.seconds())
+    call(h)
+    (run,) = [c for c in h.b2bua.calls.values()]
+    run.hang_up("the engine is stopping")
+    assert h.state.waiting(C, "sales").result == 0  # type: ignore[attr-defined]
+    h.state.set_operator(C, "anna", "available", {"sales": 3}, h.clock.seconds())
+    h.clock.advance(TICK)
+    assert invites(h) == []  # nobody is offered a call that is ending
+    assert len(h.sink.kinds("abandoned")) == 1  # type: ignore[attr-defined]
+
+
+def test_no_media_port_for_the_offer_keeps_the_caller_in_its_place(h: Harness) -> None:
+    login(h, "anna")
+    h.state.set_operator(C, "anna", "break", {"sales": 3}, h.clock.seconds())
+    call(h)
+    h.plane.left = 0  # type: ignore[attr-defined]
+    h.state.set_operator(C, "anna", "available", {"sales": 3}, h.clock.seconds())
+    h.clock.advance(TICK)
+    assert states(h) == {"anna": "available"}
+    assert h.state.waiting(C, "sales").result == 1  # type: ignore[attr-defined]
+    h.plane.left = 5  # type: ignore[attr-defined]
+    h.clock.advance(TICK)
+    assert [number_of(i) for i in invites(h)] == [ANNA]
+
+
 def test_nobody_logged_in_runs_on_no_agents(h: Harness) -> None:
     h.caller_sends(h.invite("+3225551234"))
     h.clock.advance(TICK)
@@ -261,9 +288,9 @@ def test_max_wait_runs_on_timeout(h: Harness) -> None:
     login(h, "anna")
     h.state.set_operator(C, "anna", "break", {"sales": 3}, h.clock.seconds())
     call(h)
-    h.clock.advance(119)
+    h.clock.advance(199)
     assert invites(h) == []
-    h.clock.advance(1)
+    h.clock.advance(1)  # longer than calls.max_ring_time: the forward rings all the same
     (invite,) = invites(h)
     assert number_of(invite) == "+3225550009"  # on_timeout: forward
     assert len(h.sink.kinds("timeout")) == 1  # type: ignore[attr-defined]

@@ -8,9 +8,9 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from twisted.internet.defer import ensureDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 
-from b2bkit import FakePlane, FakeStream, Harness, responses
+from b2bkit import FakePlane, FakeStream, Harness, responses, tag_of
 from engine.acm.command import act
 from engine.acm.desk import QueueDesk
 from engine.acm.model import AcmSettings, Group, Operator
@@ -73,7 +73,8 @@ class Phone:
     def call(self, caller: str = "+3226001122") -> FakeStream:
         n = len(self.plane.streams)
         self.h.caller_sends(self.h.invite(FEATURE, caller=caller, branch=f"z9hG4bK-p{n}"))
-        assert any(r.status == 200 for r in responses(self.h))
+        ok = next(r for r in responses(self.h) if r.status == 200)
+        self.tag = tag_of(ok)
         return self.plane.streams[-1]
 
     def key(self, stream: FakeStream, keys: str) -> None:
@@ -120,8 +121,10 @@ def test_log_in_break_and_log_out_by_phone(phone: Phone) -> None:
         stream.finish_playing()
         assert phone.hung_up()
     actions = [(a[2], a[3]) for a in phone.audit]
-    assert actions == [("operator-available", "ok"), ("operator-break", "ok"),
-                       ("operator-available", "ok"), ("operator-logged_out", "ok")]  # fmt: skip
+    login = ("operator-login", "ok")  # every attempt is audited, the right ones too
+    assert actions == [login, ("operator-available", "ok"), login, ("operator-break", "ok"),
+                       login, ("operator-available", "ok"), login,
+                       ("operator-logged_out", "ok")]  # fmt: skip
     assert all("1234" not in " ".join(a) for a in phone.audit)  # the PIN is never written down
 
 
@@ -164,3 +167,18 @@ def test_an_unknown_operator_number_gets_the_same_answer_as_a_wrong_pin(phone: P
     assert phone.prompt(stream) == "wrong"
     assert phone.pins == ["1234"]  # checked all the same: the time does not tell
     assert [a[3] for a in phone.audit] == ["refused"]
+
+
+def test_an_attempt_is_counted_and_audited_even_when_the_caller_hangs_up_meanwhile(
+    phone: Phone,
+) -> None:
+    checks: list[Any] = []
+    phone.h.ctx.acm.phone.verify = lambda c, o, d: checks.append(Deferred()) or checks[-1]  # type: ignore[union-attr]
+    stream = phone.call()
+    phone.key(stream, "11#0000#")
+    assert phone.h.ctx.acm.phone.pending  # type: ignore[union-attr]
+    phone.h.caller_sends(phone.h.caller_in_dialog("BYE", phone.tag))
+    checks[0].callback(False)  # the scrypt thread answers after the caller left
+    assert [a[3] for a in phone.audit] == ["refused"]
+    assert phone.h.ctx.acm.phone.failures.blocked("caller +3226001122", 4) is not None  # type: ignore[union-attr]
+    assert not phone.h.ctx.acm.phone.pending  # type: ignore[union-attr]

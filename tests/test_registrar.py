@@ -7,17 +7,27 @@ Redis backend passes the same contract, tests/test_state_registrations_contract.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 from twisted.internet.task import Clock
 
+from engine.acm.directory import AcmDirectory, ConflictError
 from engine.acm.model import AcmSettings, Operator, Softphone
 from engine.calls.b2bua import B2bua
 from engine.calls.context import CallContext
-from engine.calls.registrar import Registrar, accounts_of, registered_contacts
+from engine.calls.registrar import (
+    Account,
+    Registrar,
+    accounts_of,
+    live_accounts,
+    registered_contacts,
+)
+from engine.config import load_config
 from engine.router import Router
+from engine.serve import _registrar
 from engine.sip.digest import Credentials, ha1, request_digest
 from engine.sip.message import Response
 from engine.sip.parser import parse_datagram
@@ -60,13 +70,19 @@ class Phone:
         self.clock.advance(T0)
         self.state = MemoryState(self.clock)
         self.stack = SipStack(self.clock, None, peers=PeerFilter(["127.0.0.0/8"]))  # type: ignore[arg-type]
-        registrar = Registrar(self.clock, self.state, accounts_of(ACM), min_expires=60,
-                              max_expires=3600)  # fmt: skip
+        self.acm = dict(ACM)  # what the directory has now: tests change it under the registrar
+        self.audited: list[tuple[str | None, ...]] = []
+        self.registrar = Registrar(self.clock, self.state, live_accounts(lambda: self.acm,
+                                                                         self.acm.get),
+                                   min_expires=60, max_expires=3600,
+                                   audit=lambda *entry: self.audited.append(entry))  # fmt: skip
+        registrar = self.registrar
         self.transport = b2bua(self.stack, tmp_path, registrar)
         self.stack.open_methods = frozenset({"REGISTER"})
         self.cseq = 0
 
-    def send(self, method: str = "REGISTER", user: str = "anna", headers: str = "") -> Response:
+    def send(self, method: str = "REGISTER", user: str = "anna", headers: str = "",
+             source: tuple[str, int] = PHONE) -> Response:  # fmt: skip
         self.cseq += 1
         data = (
             f"{method} {ENGINE} SIP/2.0\r\n"
@@ -79,20 +95,21 @@ class Phone:
             f"{headers}Content-Length: 0\r\n\r\n"
         ).encode()
         self.transport.clear()
-        self.stack.receive_datagram(data, self.transport, PHONE)
+        self.stack.receive_datagram(data, self.transport, source)
         (sent, addr), = self.transport.sent
-        assert addr == PHONE  # rport: answered where it came from
+        assert addr == source  # rport: answered where it came from
         response = parse_datagram(sent)
         assert isinstance(response, Response)
         return response
 
     def register(self, headers: str = "", *, user: str = "anna", password: str = "secret",
-                 algorithm: str = "MD5", username: str | None = None) -> Response:  # fmt: skip
+                 algorithm: str = "MD5", username: str | None = None,
+                 source: tuple[str, int] = PHONE) -> Response:  # fmt: skip
         """REGISTER, and again with credentials for the challenge of ``algorithm``."""
-        first = self.send(user=user, headers=headers)
+        first = self.send(user=user, headers=headers, source=source)
         assert first.status == 401, first
         return self.send(user=user, headers=headers + self.authorization(
-            first, password, algorithm, username or user))
+            first, password, algorithm, username or user), source=source)  # fmt: skip
 
     def authorization(self, challenge: Response, password: str = "secret",
                       algorithm: str = "MD5", user: str = "anna", nc: int = 1) -> str:  # fmt: skip
@@ -226,3 +243,169 @@ def test_without_softphones_register_is_not_allowed(tmp_path: Path) -> None:
         b"From: <sip:anna@192.0.2.1>;tag=a\r\nTo: <sip:anna@192.0.2.1>\r\nCall-ID: r\r\n"
         b"CSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n", transport, ("10.0.0.5", 5060))
     assert transport.statuses() == [405]
+
+
+OFFICE = ("198.51.100.7", 5060)  # a customer office's NAT: every phone there shares it
+
+
+def test_failures_count_per_address_and_user_so_a_forged_source_locks_no_one_else_out(
+    phone: Phone,
+) -> None:
+    # Junk credentials "from" the office's address (UDP sources are forged at will) ...
+    for _ in range(10):
+        assert phone.register(password="guess", source=OFFICE).status == 403
+    blocked = phone.send(source=OFFICE)
+    assert (blocked.status, blocked.reason) == (403, "Too Many Failed Attempts")
+    # ... lock that user at that address out, not bert behind the same NAT ...
+    assert phone.register(user="bert", password="pw", source=OFFICE).status == 200
+    # ... nor anna elsewhere.
+    assert phone.register().status == 200
+
+
+def test_an_unknown_user_is_not_counted(phone: Phone) -> None:
+    for _ in range(20):
+        assert phone.register(user="zoe", password="x").status == 403
+    assert phone.registrar.failures.size == 0
+    assert phone.register().status == 200
+
+
+def test_wrong_credentials_for_a_known_account_are_audited_without_secrets(
+    phone: Phone,
+) -> None:
+    phone.register(password="guess")
+    phone.register(user="zoe", password="x")  # unknown: nothing to audit for a customer
+    phone.register(user="carla", password="x")  # no softphone: unknown as an account
+    phone.register(user="anna", username="bert", password="pw")
+    assert phone.audited == [("acme", PHONE[0], "softphone-register", "refused", "sip",
+                              "anna: wrong credentials for softphone 'anna'")]  # fmt: skip
+    phone.clock.advance(10)
+    phone.register(password="guess2")
+    assert phone.audited[-1][-1] == ("anna: wrong credentials for softphone 'anna' "
+                                     "(1 more since the last entry)")  # fmt: skip
+    text = repr(phone.audited)  # no password, HA1, nonce or response
+    assert "guess" not in text and ha1("anna", "acme", "secret") not in text
+    assert "nonce" not in text and "response" not in text
+
+
+def test_a_failing_audit_does_not_fail_the_answer(phone: Phone) -> None:
+    def broken(*_entry: object) -> None:
+        raise OSError("disk full")
+
+    phone.registrar.audit = broken
+    assert phone.register(password="guess").status == 403
+
+
+def test_softphones_added_changed_or_deleted_at_run_time_take_effect_at_once(
+    phone: Phone,
+) -> None:
+    assert phone.register(user="dora", password="d").status == 403  # not yet an account
+    operators = dict(ACM["acme"].operators)
+    operators["dora"] = Operator("dora", (), "1234", softphone=Softphone(
+        "dora", MappingProxyType({"MD5": ha1("dora", "acme", "d")})))  # fmt: skip
+    operators["anna"] = Operator("anna", (), "1234", softphone=Softphone(
+        "anna", MappingProxyType({"MD5": ha1("anna", "acme", "new")})))  # fmt: skip
+    del operators["bert"]
+    phone.acm["acme"] = AcmSettings(MappingProxyType({}), MappingProxyType(operators))
+    assert phone.register(user="dora", password="d").status == 200  # added
+    assert phone.register(password="secret").status == 403  # changed
+    assert phone.register(password="new").status == 200
+    assert phone.register(user="bert", password="pw").status == 403  # deleted
+    assert phone.contacts("bert") == []
+
+
+def test_live_accounts_are_rebuilt_only_when_the_settings_change() -> None:
+    acm = dict(ACM)
+    accounts = live_accounts(lambda: acm, acm.get)
+    first = accounts()
+    assert accounts() is first and set(first) == {"anna", "bert"}
+    acm["acme"] = AcmSettings(MappingProxyType({}), MappingProxyType({}))
+    assert accounts() == {}
+    acm["other"] = ACM["acme"]
+    assert accounts()["anna"] == Account("other", "anna", ACM["acme"].operators["anna"]
+                                         .softphone.ha1)  # type: ignore[union-attr]  # fmt: skip
+
+
+def test_a_user_two_customers_claim_belongs_to_neither(caplog: pytest.LogCaptureFixture) -> None:
+    found = accounts_of({"acme": ACM["acme"], "other": ACM["acme"]})
+    assert found == {}
+    assert "softphone user 'anna' is claimed by customers acme, other" in caplog.text
+
+
+CONFIG = """\
+trees: trees/
+state: memory
+data_dir: var/
+customers:
+  acme:
+    formula: classic
+    options: [acm]
+    numbers: ["+3225551234"]
+    acm:
+      groups: {{sales: {{}}}}
+      operators:
+        anna: {{pin: "1234", groups: {{sales: 1}}, softphone: {{user: anna, ha1: "{anna}"}}}}
+  globex:
+    formula: classic
+    options: [acm]
+    numbers: ["+3225551235"]
+    acm:
+      groups: {{desk: {{}}}}
+      operators:
+        gina: {{numbers: ["+32470001107"], pin: "1234", groups: {{desk: 1}}}}
+"""
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Iterator[AcmDirectory]:
+    (tmp_path / "trees").mkdir()
+    path = tmp_path / "vms.yaml"
+    path.write_text(CONFIG.format(anna=ha1("anna", "acme", "secret")))
+    clock = Clock()
+    with AcmDirectory.in_data_dir(load_config(path), clock) as opened:
+        yield opened
+
+
+def test_the_api_keeps_softphone_users_unique_across_customers(
+    directory: AcmDirectory,
+) -> None:
+    phone = {"user": "anna", "ha1": ha1("anna", "globex", "x")}
+    gina = {"numbers": ["+32470001107"], "groups": {"desk": 1}, "softphone": phone}
+    with pytest.raises(ConflictError) as refused:
+        directory.put_operator("globex", "gina", gina, "api", dry_run=True)
+    assert str(refused.value) == ("softphone user 'anna' is taken by another customer's "
+                                  "softphone (softphone users are unique across customers); "
+                                  "choose another")  # fmt: skip
+    with pytest.raises(ConflictError, match="would belong to operators anna, carla"):
+        directory.put_operator("acme", "carla", {"pin": "1111", "groups": {"sales": 1},
+                                                 "softphone": phone}, "api")  # fmt: skip
+    # An operator keeps its own user through a change; another user is free.
+    anna = {"pin": "1234", "groups": {"sales": 2},
+            "softphone": {"user": "anna", "ha1": ha1("anna", "acme", "new")}}  # fmt: skip
+    directory.put_operator("acme", "anna", anna, "api")
+    directory.put_operator("globex", "gina", {**gina, "softphone": {**phone, "user": "gina"}},
+                           "api")  # fmt: skip
+
+
+def test_the_registrar_sees_the_directorys_changes(directory: AcmDirectory) -> None:
+    accounts = live_accounts(lambda: directory.config.customers, directory.settings)
+    assert set(accounts()) == {"anna"}
+    phone = {"user": "gina", "ha1": ha1("gina", "globex", "x")}
+    directory.put_operator("globex", "gina", {"numbers": ["+32470001107"],
+                                              "groups": {"desk": 1}, "softphone": phone},
+                           "api")  # fmt: skip
+    assert accounts()["gina"] == Account("globex", "gina", {"MD5": ha1("gina", "globex", "x")})
+    directory.delete_operator("acme", "anna", "api")
+    assert set(accounts()) == {"gina"}  # a deleted operator no longer registers
+
+
+def test_serve_opens_register_with_acm_even_before_any_softphone(directory: AcmDirectory) -> None:
+    directory.delete_operator("acme", "anna", "api")
+    stack = SipStack(Clock(), None)  # type: ignore[arg-type]
+    registrar = _registrar(Clock(), directory.config, stack, MemoryState(Clock()), directory)
+    assert registrar is not None and stack.open_methods == frozenset({"REGISTER"})
+    assert registrar.accounts() == {}
+    phone = {"user": "gina", "ha1": ha1("gina", "globex", "x")}
+    directory.put_operator("globex", "gina", {"numbers": ["+32470001107"],
+                                              "groups": {"desk": 1}, "softphone": phone},
+                           "api")  # fmt: skip
+    assert set(registrar.accounts()) == {"gina"}

@@ -161,3 +161,24 @@ def test_each_challenge_has_its_own_nonce(server: DigestServer) -> None:
     assert a.nonce != b.nonce  # two phones in the same second do not share nonce counts
     assert server.verify(a, "REGISTER", URI, REALM, HA1S) is Verdict.OK
     assert server.verify(b, "REGISTER", URI, REALM, HA1S) is Verdict.OK
+
+
+def test_a_full_nonce_table_never_forgets_a_live_nonce(server: DigestServer) -> None:
+    """Forgetting a live nonce would reset its count and let a captured request be replayed."""
+    small = DigestServer(server.clock, server.secret, tracked=2)
+    first = small.challenges(REALM, ("MD5",))[0]
+    assert small.verify(answer(first), "REGISTER", URI, REALM, HA1S) is Verdict.OK
+    server.clock.advance(100)  # type: ignore[attr-defined]
+    second = small.challenges(REALM, ("MD5",))[0]
+    assert small.verify(answer(second), "REGISTER", URI, REALM, HA1S) is Verdict.OK
+    third = small.challenges(REALM, ("MD5",))[0]
+    # Full of live nonces: a new one is answered stale (a fresh challenge), ...
+    assert small.verify(answer(third), "REGISTER", URI, REALM, HA1S) is Verdict.STALE
+    # ... the replays stay refused, and the nonces in the table keep working.
+    assert small.verify(answer(first), "REGISTER", URI, REALM, HA1S) is Verdict.STALE
+    assert small.verify(answer(second), "REGISTER", URI, REALM, HA1S) is Verdict.STALE
+    assert small.verify(answer(first, nc=2), "REGISTER", URI, REALM, HA1S) is Verdict.OK
+    server.clock.advance(200)  # type: ignore[attr-defined]  # the first nonce expired
+    assert small.verify(answer(third), "REGISTER", URI, REALM, HA1S) is Verdict.OK
+    assert small.verify(answer(second, nc=2), "REGISTER", URI, REALM, HA1S) is Verdict.OK
+    assert small.verify(answer(second, nc=2), "REGISTER", URI, REALM, HA1S) is Verdict.STALE

@@ -18,7 +18,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 
-from engine.state.interface import HELD, MAX_PRIORITY, OperatorInfo, SharedState
+from engine.state.interface import HELD, MAX_PRIORITY, QUEUE_LEASE, OperatorInfo, SharedState
 from engine.state.memory import MemoryState
 from engine.state.redis import RedisClient
 from engine.state.redis_state import RedisState
@@ -402,3 +402,25 @@ async def test_a_login_starts_counting_calls_handled_again(backend: Backend) -> 
     await state.set_operator(C, "anna", "logged_out", {"g": 1}, T0 + 2)
     await state.set_operator(C, "anna", "available", {"g": 1}, T0 + 3)
     assert (await state.operators(C, "g"))[0].calls_handled == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_queued_call_leaves_by_itself_unless_its_engine_renews_it(
+    backend: Backend,
+) -> None:
+    state, clock = backend.state, backend.clock
+    await state.enqueue(C, "sales", "dead-engine", 0, T0)
+    await state.enqueue(C, "sales", "alive", 0, T0 + 1)
+    clock.advance(QUEUE_LEASE - 1)
+    await state.renew_queued(C, "sales", ["alive", "never-queued"])
+    assert await state.position(C, "sales", "alive") == 2
+    clock.advance(1)  # the first lease ran out: its engine died
+    assert await state.position(C, "sales", "alive") == 1
+    assert await state.position(C, "sales", "dead-engine") is None
+    assert await state.waiting(C, "sales") == 1
+    assert await state.oldest(C, "sales") == T0 + 1
+    assert not await state.dequeue(C, "sales", "dead-engine")
+    await state.renew_queued(C, "sales", ["dead-engine"])  # renewing never brings one back
+    assert await state.waiting(C, "sales") == 1
+    clock.advance(QUEUE_LEASE)
+    assert (await state.waiting(C, "sales"), await state.oldest(C, "sales")) == (0, None)

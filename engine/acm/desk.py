@@ -18,8 +18,10 @@ elsewhere (an operator logs in through another engine, a call ahead leaves).
 After the call, the desk keeps the operator's side: ``on_call`` renewed while
 the call lasts (a lease: if this engine dies the operator comes back by
 itself), ``wrap_up`` for the group's seconds, then ``available``. Unanswered
-offers in a row are counted per operator in this engine: past the group's
-``auto_break_after`` the operator goes on break ("no answer").
+offers in a row are counted per operator in the shared state (every engine's
+offers count): past the group's ``auto_break_after`` the operator goes on
+break ("no answer"). Queued calls are leases too (``QUEUE_LEASE``), renewed
+here every few seconds, so a dead engine's callers leave the queue.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ from engine.acm.events import AcmEvent, EventSink
 from engine.acm.model import AcmSettings, Group
 from engine.acm.states import AUTO_BREAK_REASON
 from engine.acm.strategies import Candidate, select
-from engine.state.interface import DEFAULT_LEASE_TTL, Clock, OperatorInfo, SharedState
+from engine.state.interface import (
+    DEFAULT_LEASE_TTL,
+    QUEUE_LEASE,
+    Clock,
+    OperatorInfo,
+    SharedState,
+)
 
 __all__ = ["TICK", "QueueDesk", "Waiting"]
 
@@ -43,8 +51,12 @@ log = logging.getLogger("vms.acm")
 
 #: Seconds between dispatches of a group with waiting calls here, whatever happened.
 TICK = 1.0
+#: Seconds between reads of the waiting calls' positions while no operator is free.
+POSITIONS_EVERY = 5.0
 #: Seconds a reservation or a ringing offer may outlive its ring timeout before it expires.
 _GRACE = 10.0
+#: The shared counter of an operator's unanswered offers in a row (``misses:NAME``).
+_MISSES = "misses:"
 #: Average handling time assumed before a group has handled a call (expected-wait prompts).
 DEFAULT_HANDLING = 120.0
 
@@ -82,8 +94,8 @@ class _Group:
     waiting: list[Waiting] = field(default_factory=list)
     running: bool = False
     again: bool = False
-    #: Moving average of handling time (talk + wrap-up), for the expected wait.
-    handling: float = DEFAULT_HANDLING
+    #: When the waiting calls' positions were last read (for the announcements).
+    positions_at: float = float("-inf")
 
 
 class QueueDesk:
@@ -103,10 +115,13 @@ class QueueDesk:
         self._groups: dict[tuple[str, str], _Group] = {}
         #: (customer, operator) -> (call id, group) while the operator talks or wraps up here.
         self._held: dict[tuple[str, str], tuple[str, Group]] = {}
-        self._misses: dict[tuple[str, str], int] = {}
         self._wrap_timers: dict[tuple[str, str], Any] = {}
         self._timer: Any = None
         self._renewed = 0.0
+        self._queue_renewed = 0.0
+        #: (customer, group) -> moving average of handling time (talk + wrap-up), for the
+        #: expected wait: kept while the group's local queue empties and fills again.
+        self._handling: dict[tuple[str, str], float] = {}
         self.running = False
 
     def start(self) -> None:
@@ -180,9 +195,15 @@ class QueueDesk:
 
     def _tick(self) -> None:
         self._timer = self.clock.callLater(TICK, self._tick)
-        for customer, group in list(self._groups):
-            self.kick(customer, group)
         now = self.clock.seconds()
+        renew_queue = now - self._queue_renewed >= QUEUE_LEASE / 4
+        if renew_queue:
+            self._queue_renewed = now
+        for (customer, group), entry in list(self._groups.items()):
+            if renew_queue:  # our callers keep their places; a dead engine's leave theirs
+                d = self.state.renew_queued(customer, group, [r.call_id for r in entry.waiting])
+                d.addErrback(self._failed, f"renewing the queue {customer}/{group}")
+            self.kick(customer, group)
         if now - self._renewed >= DEFAULT_LEASE_TTL / 3:
             self._renewed = now
             self._renew()
@@ -197,6 +218,11 @@ class QueueDesk:
             return
         now = self.clock.seconds()
         staffed = sum(i.state != "logged_out" for i in infos)
+        nobody_free = staffed and not any(i.state == "available" for i in infos)
+        known = all(r.position is not None or r.offering for r in entry.waiting)
+        if nobody_free and known and now - entry.positions_at < POSITIONS_EVERY:
+            return  # one read of the operators is all this tick costs
+        entry.positions_at = now
         taken: set[str] = set()
         cursor = await self._cursor(customer, name, group, infos)
         order = sorted(entry.waiting, key=lambda r: (-r.priority, r.joined, r.call_id))
@@ -204,8 +230,11 @@ class QueueDesk:
             if run not in entry.waiting or run.offering:
                 continue  # left, or offered, while we awaited
             position = await self.state.position(customer, name, run.call_id)
+            if position is None and run in entry.waiting and not run.offering:
+                self.requeue(run)  # lost (Redis was away, its lease ran out): back in its place
+                continue
             run.position = position
-            run.expected_wait = self._expected(entry, position, staffed)
+            run.expected_wait = self._expected((customer, name), position, staffed)
             if not staffed:
                 run.no_agents()
                 continue
@@ -217,6 +246,8 @@ class QueueDesk:
             # operators means nobody waiting longer (here or on another engine) is passed over.
             if position is None or position > sum(len(r) for r in rounds):
                 continue
+            if group.strategy == "ring-all" and position > 1:
+                continue  # it would ring everyone free: the call ahead of it goes first
             chosen = await self._reserve(customer, group, run, rounds)
             if chosen and run in entry.waiting and not run.offering:
                 taken.update(chosen)
@@ -246,17 +277,21 @@ class QueueDesk:
         # Not atomic with the read: two engines turning at once both land on a member.
         await self.state.incr(customer, f"round-robin:{name}", names.index(chosen) + 1 - turn)
 
-    def requeue(self, run: Waiting) -> None:
-        """Every operator offered the call let it go: it waits again, in its old place."""
+    def requeue(self, run: Waiting, kick: bool = True) -> None:
+        """Every operator offered the call let it go: it waits again, in its old place.
+
+        ``kick=False`` leaves the next try to the next tick (the engine lacked something).
+        """
         d = self.state.enqueue(run.customer, run.group.name, run.call_id, run.priority, run.joined)
-        d.addCallback(lambda _: self.kick(run.customer, run.group.name))
+        if kick:
+            d.addCallback(lambda _: self.kick(run.customer, run.group.name))
         d.addErrback(self._failed, f"queueing call {run.call_id} again")
 
     async def _reserve(
         self, customer: str, group: Group, run: Waiting, rounds: list[tuple[Candidate, ...]]
     ) -> list[str]:
         ttl = group.ring_timeout + _GRACE
-        if len(rounds[0]) == 1:  # one at a time: the first of them still free wins
+        if group.strategy != "ring-all":  # one at a time: the first of them still free wins
             names = [c.name for r in rounds for c in r]
             got = await self.state.reserve(customer, names, run.call_id, ttl)
             return [got] if got is not None else []
@@ -269,10 +304,11 @@ class QueueDesk:
                 return chosen
         return []
 
-    def _expected(self, entry: _Group, position: int | None, staffed: int) -> float | None:
+    def _expected(self, key: tuple[str, str], position: int | None,
+                  staffed: int) -> float | None:  # fmt: skip
         if position is None or not staffed:
             return None
-        return position * entry.handling / staffed
+        return position * self._handling.get(key, DEFAULT_HANDLING) / staffed
 
     # -- the operator's side of an offer -------------------------------------------------
 
@@ -282,35 +318,51 @@ class QueueDesk:
 
     def answered(self, customer: str, operator: str, call_id: str, group: Group) -> None:
         key = (customer, operator)
-        self._misses.pop(key, None)
+        self._reset_misses(customer, operator)
         self._held[key] = (call_id, group)
         self.emit(customer, "answered", group.name, call_id, operator)
         self._move(customer, operator, call_id, group, "on_call", DEFAULT_LEASE_TTL)
 
     def no_answer(self, customer: str, operator: str, call_id: str, group: Group) -> None:
         """The operator did not take the offer (no answer, busy, unreachable)."""
-        key = (customer, operator)
-        misses = self._misses[key] = self._misses.get(key, 0) + 1
         self.emit(customer, "no_answer", group.name, call_id, operator)
-        if group.auto_break_after and misses >= group.auto_break_after:
-            del self._misses[key]
-            log.info("ACM: %s/%s goes on break after %d unanswered offers", customer, operator,
-                     misses)  # fmt: skip
-            self.operator_free(customer, operator, call_id, group, "break", AUTO_BREAK_REASON)
-        else:
+        # Counted in the shared state: offers from every engine make the same row.
+        d = self.state.incr(customer, _MISSES + operator)
+
+        def counted(misses: int) -> None:
+            if group.auto_break_after and misses >= group.auto_break_after:
+                log.info("ACM: %s/%s goes on break after %d unanswered offers", customer,
+                         operator, misses)  # fmt: skip
+                self._reset_misses(customer, operator)
+                self.operator_free(customer, operator, call_id, group, "break",
+                                   AUTO_BREAK_REASON)  # fmt: skip
+            else:
+                self.operator_free(customer, operator, call_id, group, "available")
+
+        def uncounted(failure: Any) -> None:
+            self._failed(failure, f"counting the misses of {customer}/{operator}")
             self.operator_free(customer, operator, call_id, group, "available")
+
+        d.addCallbacks(counted, uncounted)
+
+    def _reset_misses(self, customer: str, operator: str) -> None:
+        key = _MISSES + operator
+        d = self.state.incr(customer, key, 0)
+        d.addCallback(lambda misses: misses and self.state.incr(customer, key, -misses))
+        d.addErrback(self._failed, f"resetting the misses of {customer}/{operator}")
 
     def hung_up(self, customer: str, operator: str, call_id: str, talked: float) -> None:
         """The operator's call is over: wrap-up, then available again."""
         key = (customer, operator)
-        held = self._held.pop(key, None)
+        held = self._held.get(key)
         if held is None or held[0] != call_id:
-            return
+            return  # another call holds the operator now (a logout and login meanwhile)
+        del self._held[key]
         group = held[1]
         self.emit(customer, "ended", group.name, call_id, operator)
-        entry = self._groups.get((customer, group.name))
-        if entry is not None:  # a moving average: recent calls count most
-            entry.handling += 0.2 * (talked + group.wrap_up - entry.handling)
+        average = (customer, group.name)  # a moving average: recent calls count most
+        handling = self._handling.get(average, DEFAULT_HANDLING)
+        self._handling[average] = handling + 0.2 * (talked + group.wrap_up - handling)
         if group.wrap_up <= 0:
             self.operator_free(customer, operator, call_id, group, "available")
             return
@@ -324,10 +376,11 @@ class QueueDesk:
         self.operator_free(customer, operator, call_id, group, "available")
 
     def operator_free(self, customer: str, operator: str, call_id: str, group: Group,
-                      state: str, reason: str = "") -> None:  # fmt: skip
+                      state: str, reason: str = "", kick: bool = True) -> None:  # fmt: skip
         """The call lets go of the operator, who goes to ``state`` (available, break)."""
         d = self._move(customer, operator, call_id, group, state, 0.0, reason)
-        d.addCallback(lambda _: self.kick(customer, group.name))
+        if kick:
+            d.addCallback(lambda _: self.kick(customer, group.name))
 
     def _move(self, customer: str, operator: str, call_id: str, group: Group, state: str,
               ttl: float, reason: str = "") -> Deferred[Any]:  # fmt: skip
@@ -350,7 +403,14 @@ class QueueDesk:
         """Push back the leases of the operators on a call here (wrap-up ends by itself)."""
         for (customer, operator), (call_id, _group) in list(self._held.items()):
             d = self.state.move_operator(customer, operator, call_id, "on_call", DEFAULT_LEASE_TTL)
+            d.addCallback(self._renewed_hold, customer, operator, call_id)
             d.addErrback(self._failed, f"renewing {customer}/{operator}")
+
+    def _renewed_hold(self, held: bool, customer: str, operator: str, call_id: str) -> None:
+        if not held:  # logged out meanwhile, or the lease ran out (Redis away too long)
+            log.warning("ACM: %s/%s is no longer held by call %s, which goes on: the operator "
+                        "may be offered another call", customer, operator, call_id)  # fmt: skip
+            self._held.pop((customer, operator), None)
 
     @property
     def parked(self) -> int:

@@ -273,6 +273,7 @@ class AcmDirectory:
             return False
         if is_hash(found.pin):
             return verify_password(digits, found.pin)
+        verify_password(digits, DECOY_HASH)  # digits as written cost the same: ids stay hidden
         return hmac.compare_digest(found.pin.encode(), digits.encode())
 
     # -- changing -----------------------------------------------------------------------
@@ -296,7 +297,7 @@ class AcmDirectory:
                 written["pin"] = previous["pin"]  # else the file's, read at each merge
             return [("operator", name, written)]
 
-        detail = f"{name}: {_without_pin(written)}" + ("; new PIN" if "pin" in body else "")
+        detail = f"{name}: {_without_secrets(written)}" + ("; new PIN" if "pin" in body else "")
         return self._change(customer, edit, InvalidChangeError, by, "acm-operator-put", detail,
                             dry_run)  # fmt: skip
 
@@ -365,6 +366,10 @@ class AcmDirectory:
             settings, problems = self._read(found, {**overlay, **{(k, n): b for k, n, b in edits}})
             if settings is None:
                 raise refused(problems[0] if problems else "the change was refused")
+            self.refresh()  # the other customers as stored now: they are written under this lock
+            taken = self._softphone_taken(customer, settings)
+            if taken is not None:
+                raise ConflictError(taken)
             if dry_run:
                 return settings
             now = self.clock.seconds()
@@ -378,6 +383,36 @@ class AcmDirectory:
         self.audit(customer, by, action, detail)
         self.refresh()
         return settings
+
+    def _softphone_taken(self, customer: str, settings: AcmSettings) -> str | None:
+        """Why ``settings`` may not have its softphones, or None: like the file's check, users
+        are unique across customers (a REGISTER names its user before it proves anything).
+
+        Only the users the change brings are checked, so a clash that a reloaded file made
+        does not block unrelated changes; the other customer is not named to the caller.
+        """
+        before = self._live.get(customer)
+        old = {(op.name, op.softphone.user) for op in (before.operators.values() if before
+               else ()) if op.softphone is not None}  # fmt: skip
+        users: dict[str, list[str]] = {}  # softphone user -> the operators who have it
+        for op in settings.operators.values():
+            if op.softphone is not None:
+                users.setdefault(op.softphone.user, []).append(op.name)
+        new = {user for user, names in users.items() if any((n, user) not in old for n in names)}
+        for user in sorted(new):
+            if len(users[user]) > 1:
+                return (f"softphone user '{user}' would belong to operators "
+                        f"{', '.join(sorted(users[user]))}; softphone users are unique: give "
+                        "each its own")  # fmt: skip
+        for cid, other in self._live.items():
+            if cid == customer:
+                continue
+            for op in other.operators.values():
+                if op.softphone is not None and op.softphone.user in new:
+                    return (f"softphone user '{op.softphone.user}' is taken by another "
+                            "customer's softphone (softphone users are unique across "
+                            "customers); choose another")  # fmt: skip
+        return None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -411,8 +446,14 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _without_pin(body: Mapping[str, Any]) -> str:
-    return _json({k: v for k, v in body.items() if k != "pin"})
+def _without_secrets(body: Mapping[str, Any]) -> str:
+    """An operator for the audit log: no PIN, and of a softphone only its user (an HA1 is
+    password-equivalent)."""
+    shown = {k: v for k, v in body.items() if k not in ("pin", "softphone")}
+    phone = body.get("softphone")
+    if isinstance(phone, Mapping):
+        shown["softphone"] = {"user": phone.get("user"), "ha1": "(not shown)"}
+    return _json(shown)
 
 
 def _file_nodes(config: Config) -> dict[str, Node | None]:

@@ -79,7 +79,8 @@ class EmailSettings:
     imap: ImapSource | None = None
     #: First match wins.
     rules: tuple[Rule, ...] = ()
-    #: Bytes; a larger message is refused (SMTP 552) or, fetched by IMAP, skipped and logged.
+    #: Bytes; a larger message is refused (SMTP 552) or, in IMAP, not downloaded: marked
+    #: seen and logged once (engine/acm/mailimap.py).
     max_size: int = 10 * MIB
     #: Seconds an operator handling an e-mail is kept from calls; each look at it renews them.
     hold: float = 600.0

@@ -17,6 +17,17 @@ each time the desktop asks again. An operator who walks away from an open
 e-mail comes back to calls when the lease runs out; the e-mail stays theirs.
 A logout or break (``set_operator``) ends the hold the same way. One e-mail
 at a time: an operator with an e-mail in hand is given that one again.
+
+Only the operator who has an e-mail may end it (``done``, ``release``): the
+caller names the operator, and another's e-mail is refused. Until the portal
+brings per-operator tokens, the API's customer token is what authenticates,
+so this guards against mistakes (a stale desktop, a wrong id), not against
+someone holding the customer's token.
+
+Finding the next e-mail reads the oldest waiting e-mail of each of the
+operator's groups only (:meth:`MailStore.oldest_waiting`), never the whole
+queue: tiers only widen with waiting, so an operator not eligible for a
+group's oldest e-mail is not eligible for any younger one of that group.
 """
 
 from __future__ import annotations
@@ -34,6 +45,9 @@ __all__ = ["RESERVE_TTL", "ConflictError", "DeskError", "EmailDesk", "NotFoundEr
 
 #: Seconds between reserving an operator and holding them for the e-mail (one round trip).
 RESERVE_TTL = 10.0
+
+#: E-mails another engine may take from under an operator's ask before it answers "none now".
+_ATTEMPTS = 5
 
 
 class DeskError(Exception):
@@ -101,11 +115,14 @@ class EmailDesk:
         if presence != "available":
             raise ConflictError(f"operator '{operator}' is {presence.replace('_', ' ')}: "
                                 "e-mails go to available operators")  # fmt: skip
-        for email in self.store.waiting(customer, candidates):
-            waited = self.clock.seconds() - email.received
-            rounds = select(acm.groups[email.group], waited, candidates[email.group])
-            if not any(c.name == operator for offer in rounds for c in offer):
-                continue  # below the group's level for this e-mail yet
+        for _ in range(_ATTEMPTS):
+            # Each group's oldest only: if the operator is below the group's level for it,
+            # they are below it for every younger one (tiers widen with waiting).
+            email = next((e for e in self.store.oldest_waiting(customer, candidates)
+                          if self._eligible(acm, e, operator, candidates[e.group])),
+                         None)  # fmt: skip
+            if email is None:
+                return None
             if await self.state.reserve(customer, [operator], email.contact, RESERVE_TTL) is None:
                 raise ConflictError(f"operator '{operator}' was just given a call")
             taken = self.store.assign(customer, email.id, operator, self.clock.seconds())
@@ -119,12 +136,22 @@ class EmailDesk:
             return taken
         return None
 
-    async def done(self, customer: str, email_id: int, operator: str | None = None) -> Email:
-        """The operator has handled the e-mail: ``ended``, and they are free for calls."""
+    def _eligible(
+        self, acm: AcmSettings, email: Email, operator: str, candidates: list[Candidate]
+    ) -> bool:
+        """The group's rules for calls offer ``email`` to ``operator`` now."""
+        group = acm.groups.get(email.group)
+        if group is None:  # a group removed since the e-mail came: nobody is eligible
+            return False
+        rounds = select(group, self.clock.seconds() - email.received, candidates)
+        return any(c.name == operator for offer in rounds for c in offer)
+
+    async def done(self, customer: str, email_id: int, operator: str) -> Email:
+        """The operator has handled their e-mail: ``ended``, and they are free for calls."""
         return await self._end(customer, email_id, operator, "done")
 
-    async def release(self, customer: str, email_id: int, operator: str | None = None) -> Email:
-        """The operator gives the e-mail back unhandled: it waits again, in its old place."""
+    async def release(self, customer: str, email_id: int, operator: str) -> Email:
+        """The operator gives their e-mail back unhandled: it waits again, in its old place."""
         return await self._end(customer, email_id, operator, "released")
 
     def get(self, customer: str, email_id: int) -> Email:
@@ -134,16 +161,16 @@ class EmailDesk:
             raise NotFoundError(f"customer '{customer}' has no e-mail {email_id}")
         return email
 
-    async def _end(self, customer: str, email_id: int, operator: str | None, how: str) -> Email:
+    async def _end(self, customer: str, email_id: int, operator: str, how: str) -> Email:
         email = self.get(customer, email_id)
         if email.state != "assigned":
             raise ConflictError(f"e-mail {email_id} is {email.state}, not in anyone's hands")
-        if operator is not None and operator != email.operator:
+        if operator != email.operator:
             raise ConflictError(f"e-mail {email_id} is in the hands of '{email.operator}', "
                                 f"not '{operator}'")  # fmt: skip
         now = self.clock.seconds()
-        after = (self.store.finish(customer, email_id, now) if how == "done"
-                 else self.store.give_back(customer, email_id))  # fmt: skip
+        after = (self.store.finish(customer, email_id, now, operator) if how == "done"
+                 else self.store.give_back(customer, email_id, operator))  # fmt: skip
         if after is None:
             raise ConflictError(f"e-mail {email_id} changed hands meanwhile; ask again")
         assert email.operator is not None

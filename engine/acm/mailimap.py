@@ -3,10 +3,16 @@
 Every ``imap.poll`` seconds a pool thread logs in (imaplib: the poll is rare
 and short, a thread is simpler than an IMAP client on the reactor), stores
 each UNSEEN message and only then marks it ``\\Seen``: a crash between the
-two fetches the message again, and the store keeps one copy by Message-ID.
+two fetches the message again, and the store keeps one copy (same bytes).
 The password is read from ``imap.password_file`` at each poll, so it can be
-rotated without a restart. A message over ``max_size`` is marked seen and
-logged, not stored (it stays in the mailbox for a person to see). Failures
+rotated without a restart.
+
+Each message's ``RFC822.SIZE`` is asked before its body, so one over
+``max_size`` is never downloaded: it is marked ``\\Seen`` and logged (one
+warning naming its UID and size), not stored. It could never be accepted,
+and left unseen it would be asked about and logged at every poll; it stays
+in the mailbox for a person to see. The size a server gives is a promise,
+not a proof: a body that turns out larger is refused the same way. Failures
 (server down, wrong password) are logged at most once a minute; the next
 poll tries again.
 """
@@ -16,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import logging
+import re
 import sqlite3
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -86,7 +94,9 @@ class ImapPoller:
     def fetch(self) -> int:
         """Store the UNSEEN messages, then mark each seen; how many were stored (a thread)."""
         imap = self.imap
-        client = (imaplib.IMAP4_SSL(imap.host, imap.port, timeout=_TIMEOUT) if imap.tls
+        # A verified certificate: the mailbox password must not go to whoever answers.
+        client = (imaplib.IMAP4_SSL(imap.host, imap.port, timeout=_TIMEOUT,
+                                    ssl_context=ssl.create_default_context()) if imap.tls
                   else imaplib.IMAP4(imap.host, imap.port, timeout=_TIMEOUT))  # fmt: skip
         try:
             client.login(imap.user, imap.password_file.read_text().strip())
@@ -94,13 +104,20 @@ class ImapPoller:
             found = _check(client.uid("SEARCH", "UNSEEN"), "search")
             kept = 0
             for uid in found[0].split() if found and found[0] else []:
-                raw = _message(_check(client.uid("FETCH", uid, "(BODY.PEEK[])"), "fetch"))
-                if raw is None:
-                    continue
-                if len(raw) > self.settings.max_size:
-                    log.warning("e-mail: %s's message %s in %s is over max_size (%d bytes): "
-                                "left in the mailbox, marked seen", self.customer,
-                                uid.decode(), imap.mailbox, len(raw))  # fmt: skip
+                size = _size(_check(client.uid("FETCH", uid, "(RFC822.SIZE)"), "fetch size"),
+                             uid)  # fmt: skip
+                raw = b""
+                if size is None or size <= self.settings.max_size:
+                    fetched = _message(_check(client.uid("FETCH", uid, "(BODY.PEEK[])"),
+                                              "fetch"))  # fmt: skip
+                    if fetched is None:
+                        continue  # gone meanwhile (another client expunged it)
+                    raw, size = fetched, len(fetched)
+                if size > self.settings.max_size:
+                    log.warning("e-mail: %s's message UID %s in %s is over max_size (%d bytes, "
+                                "max_size %d): not stored, marked seen, left in the mailbox",
+                                self.customer, uid.decode(), imap.mailbox, size,
+                                self.settings.max_size)  # fmt: skip
                 elif keep(self.store, self.customer, self.settings, raw,
                           recipients=recipients_of(raw), envelope_sender="", source="imap",
                           now=self.reactor.seconds()) is not None:  # fmt: skip
@@ -134,6 +151,26 @@ def _reason(exc: BaseException | None) -> str:
 def _text(parts: Any) -> str:
     return " ".join(p.decode("utf-8", "replace") if isinstance(p, bytes) else str(p)
                     for p in parts)  # fmt: skip
+
+
+_UID = re.compile(rb"\bUID (\d+)")
+_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+
+
+def _size(data: list[Any], uid: bytes) -> int | None:
+    """The RFC822.SIZE of ``uid`` in a FETCH answer; None when the server gave none.
+
+    Answers for other messages (unsolicited flag changes) are passed over.
+    """
+    for part in data:
+        line = part[0] if isinstance(part, tuple) and part else part
+        if not isinstance(line, bytes):
+            continue
+        size = _SIZE.search(line)
+        which = _UID.search(line)
+        if size is not None and (which is None or which.group(1) == uid):
+            return int(size.group(1))
+    return None
 
 
 def _message(data: list[Any]) -> bytes | None:

@@ -12,6 +12,15 @@ aiosmtpd runs its own asyncio loop in a thread (``Controller``); the store
 write runs in that loop's executor, and ``arrived`` (the engine passes
 ``reactor.callFromThread`` of the desk's ``announce``) brings the news to
 the Twisted reactor.
+
+Each listening address takes at most ``MAX_SESSIONS`` SMTP sessions at once
+(each may hold up to ``max_size`` bytes in memory while it sends DATA): one
+more is greeted with ``421`` and closed, which a sending server takes as
+"try again later". aiosmtpd has no such setting; the cap is a subclass of its
+``SMTP`` counting ``connection_made``/``connection_lost`` in the intake's own
+loop thread. It is a cap per address, not per client: a client that holds
+many idle sessions (aiosmtpd closes them after 5 idle minutes) delays others'
+mail, it does not lose it.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Mapping
 from email import policy
 from email.message import Message
@@ -27,15 +37,27 @@ from email.utils import getaddresses, parseaddr
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 from engine.acm.mailconfig import EmailSettings
 from engine.acm.mailstore import MailStore
 
-__all__ = ["SmtpHandler", "keep", "recipients_of", "smtp_intake"]
+__all__ = [
+    "MAX_SESSIONS",
+    "IntakeController",
+    "SmtpHandler",
+    "keep",
+    "recipients_of",
+    "smtp_intake",
+]
 
 log = logging.getLogger("vms.acm.email")
 
 _PARSER = BytesHeaderParser(policy=policy.default)
+
+#: SMTP sessions one listening address takes at once; one more gets 421.
+MAX_SESSIONS = 50
+_BUSY = b"421 4.7.0 too many connections to this intake; try again later\r\n"
 
 
 def _header(message: Message, name: str) -> str:
@@ -131,13 +153,71 @@ class SmtpHandler:
                  envelope_sender=sender, source="smtp", now=now)  # fmt: skip
 
 
+class _Sessions:
+    """The sessions of one listening address (touched in its loop thread only)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.refused = 0
+        self._logged = 0.0
+
+    def refuse(self, peer: Any) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._logged >= 60.0:  # at most a line a minute under a flood
+            self._logged = now
+            log.warning("e-mail intake: %d sessions open, the most allowed: %s gets 421 "
+                        "(%d refused so far)", self.count, peer, self.refused)  # fmt: skip
+
+
+class _CappedSMTP(SMTP):
+    """aiosmtpd's SMTP that greets with 421 and closes when ``sessions`` is full."""
+
+    def __init__(self, handler: Any, sessions: _Sessions, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._sessions = sessions
+        self._counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None and not self._counted:  # not a STARTTLS upgrade
+            if self._sessions.count >= self._sessions.limit:
+                self._sessions.refuse(transport.get_extra_info("peername"))
+                if isinstance(transport, asyncio.WriteTransport):
+                    transport.write(_BUSY)
+                transport.close()
+                return
+            self._sessions.count += 1
+            self._counted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if not self._counted:
+            return  # refused: aiosmtpd never saw it
+        self._counted = False
+        self._sessions.count -= 1
+        super().connection_lost(error)
+
+
+class IntakeController(Controller):
+    """aiosmtpd's Controller whose sessions are capped (``sessions.count`` of ``limit``)."""
+
+    def __init__(self, handler: Any, max_sessions: int, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.sessions = _Sessions(max_sessions)
+
+    def factory(self) -> SMTP:
+        return _CappedSMTP(self.handler, self.sessions, **self.SMTP_kwargs)
+
+
 def smtp_intake(
-    listen: str, port: int, handler: SmtpHandler, ready_timeout: float = 5.0
-) -> Controller:
+    listen: str, port: int, handler: SmtpHandler, ready_timeout: float = 5.0,
+    max_sessions: int = MAX_SESSIONS,
+) -> IntakeController:  # fmt: skip
     """A started intake on ``listen:port`` (stop it with ``.stop()``); OSError when taken."""
     largest = max(s.max_size for s in handler.customers.values())
-    controller = Controller(handler, hostname=listen, port=port, ready_timeout=ready_timeout,
-                            data_size_limit=largest, enable_SMTPUTF8=True,
-                            ident="VMS e-mail intake")  # fmt: skip
+    controller = IntakeController(handler, max_sessions, hostname=listen, port=port,
+                                  ready_timeout=ready_timeout, data_size_limit=largest,
+                                  enable_SMTPUTF8=True, ident="VMS e-mail intake")  # fmt: skip
     controller.start()
     return controller

@@ -1,7 +1,8 @@
 """E-mail routing as one service for ``vms serve``: the store, the desk, the intakes, IMAP.
 
-``start()`` opens ``DATA_DIR/email.sqlite``, reports as queued whatever was
-stored but not yet reported (an engine killed between the two), then opens
+``start()`` opens ``DATA_DIR/email.sqlite`` (MailStoreError when it cannot),
+reports as queued whatever was stored but not yet reported (an engine killed
+between the two), then opens
 one SMTP intake per listening address (customers sharing an address are told
 apart by their domains) and one IMAP poller per mailbox. ``stop()`` closes
 them before the store. The HTTP API reaches the desk through
@@ -11,6 +12,7 @@ them before the store. The HTTP API reaches the desk through
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +23,7 @@ from engine.acm.mailconfig import EmailSettings
 from engine.acm.maildesk import EmailDesk
 from engine.acm.mailimap import ImapPoller
 from engine.acm.mailintake import SmtpHandler, smtp_intake
-from engine.acm.mailstore import MailStore
+from engine.acm.mailstore import MailStore, MailStoreError
 from engine.acm.model import AcmSettings
 from engine.state.interface import Operators
 
@@ -77,7 +79,12 @@ class EmailService:
     def start(self) -> None:
         """Open the store and every intake; OSError when an SMTP address is taken."""
         self.store.open(self.reactor.seconds())
-        self.desk.announce()
+        try:
+            self.desk.announce()
+        except sqlite3.Error as exc:  # busy past its timeout, or failing
+            self.store.close()
+            raise MailStoreError(f"cannot read the e-mail database {self.store.path}: "
+                                 f"{exc}") from exc  # fmt: skip
         try:
             for (listen, port), customers in self.listeners.items():
                 handler = SmtpHandler(customers, self.store, self.reactor.seconds, self._arrived)
@@ -98,4 +105,10 @@ class EmailService:
 
     def _arrived(self) -> None:
         """From any thread: new e-mails are in the store."""
-        self.reactor.callFromThread(self.desk.announce)
+        self.reactor.callFromThread(self._announce)
+
+    def _announce(self) -> None:
+        try:
+            self.desk.announce()
+        except (sqlite3.Error, MailStoreError) as exc:  # still unannounced: the next arrival
+            log.warning("e-mail: cannot report new e-mails as queued yet: %s", exc)

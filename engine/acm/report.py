@@ -50,12 +50,16 @@ from engine.acm.events import AcmEvent
 from engine.acm.model import AcmSettings, Group
 from engine.sites.health import iso
 
-__all__ = ["CHANNELS", "SERVICE_TARGET", "OperatorFigures", "QueueFigures", "Report",
-           "Staffing", "as_json", "compute", "default_window", "with_live"]  # fmt: skip
+__all__ = ["CHANNELS", "MAX_WINDOW_DAYS", "SERVICE_TARGET", "OperatorFigures", "QueueFigures",
+           "Report", "Staffing", "as_json", "compute", "default_window", "too_long",
+           "with_live"]  # fmt: skip
 
 #: The share of calls to answer within the group's ``service_level`` seconds (the 80/20 rule).
 SERVICE_TARGET = 0.8
 CHANNELS = ("call", "email")
+#: The longest window the command and the API report on: its events are all read into
+#: memory (a quarter of a busy customer is some hundreds of thousands).
+MAX_WINDOW_DAYS = 92
 _OUTCOMES = ("answered", "abandoned", "timeout", "no_agents")
 #: Operator states (engine/acm/states.py) -> the time bucket they fill.
 _BUCKETS = {"available": "idle_time", "reserved": "ringing_time", "ringing": "ringing_time",
@@ -359,6 +363,15 @@ def _staffing(
 def default_window(now: float) -> tuple[float, float]:
     """Today so far: from 00:00 UTC of ``now``'s day to ``now``."""
     return now - now % 86400, now
+
+
+def too_long(since: float, until: float) -> str | None:
+    """The sentence refusing a window longer than :data:`MAX_WINDOW_DAYS`; None if it fits."""
+    if until - since <= MAX_WINDOW_DAYS * 86400:
+        return None
+    return (f"the window from {iso(since)} to {iso(until)} is {(until - since) / 86400:.1f} "
+            f"days; statistics cover at most {MAX_WINDOW_DAYS} days at a time, so ask for "
+            "shorter windows")  # fmt: skip
 
 
 def with_live(report: Report, live: Mapping[str, tuple[int, float | None]]) -> Report:

@@ -21,6 +21,7 @@ from engine.acm.command import act
 from engine.acm.desk import QueueDesk
 from engine.acm.directory import AcmDirectory, DirectoryError
 from engine.acm.mailservice import EmailService
+from engine.acm.mailstore import MailStoreError
 from engine.acm.stats import StatsError, StatsStore
 from engine.api_acm import METHODS as ACM_METHODS
 from engine.api_acm import acm_handler
@@ -68,7 +69,7 @@ class AcmRuntime:
             self.directory.open()
             self.stats.open()
             self.email.start()
-        except (DirectoryError, StatsError) as exc:
+        except (DirectoryError, StatsError, MailStoreError) as exc:
             raise AcmStartError(str(exc)) from exc
         except OSError as exc:
             raise AcmStartError(f"cannot open the e-mail intake: {exc}") from exc

@@ -20,8 +20,19 @@ a full disk) is rolled back, logged and retried with the batch kept, up to
 ``max_pending`` events; past that new events are dropped, and logged, rather
 than growing memory without bound.
 
+Retention: events older than ``keep_days`` (400 by default, about 13
+months) are deleted by the flush timer, at most one purge an hour, in
+transactions of ``purge_batch`` events (a few milliseconds each; a backlog
+goes on batch by batch, one per ``flush_interval``), so the file stops
+growing (SQLite reuses the freed pages; it does not shrink). Each
+operator's last state event before the cutoff is kept, so that its state at
+the start of any window inside the retention stays right; windows starting
+before the cutoff lack the deleted events.
+
 Reading: :func:`open_readonly` and :func:`read_events` serve ``vms stats``,
-which runs beside the engine (WAL readers do not block the writer).
+which runs beside the engine (WAL readers do not block the writer), and the
+API, which reads in a worker thread with :meth:`StatsStore.snapshot` for the
+events not committed yet.
 """
 
 from __future__ import annotations
@@ -66,20 +77,47 @@ MIGRATIONS: tuple[Migration, ...] = (
         # Each operator's state at the start of a window: its last state event before it.
         "CREATE INDEX operator_states ON events (customer, operator, at) WHERE kind = 'operator'",
     )),
+    Migration(2, "retention", (
+        # The events older than the retention, oldest first (built once, at the upgrade).
+        "CREATE INDEX events_by_age ON events (at)",
+    )),
 )  # fmt: skip
 
 _COLUMNS = 'at, customer, kind, channel, "group", contact, operator, detail'
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 # The window's events, and before them each operator's last state event (?1 customer,
-# ?2 since, ?3 until), in the order they were recorded.
+# ?2 since, ?3 until, ?4 the last id to read), in the order they were recorded. The
+# customer's operators are found by skipping through the index operator_states, one
+# lookup each (not a scan of all their state events), and so is each one's last state.
 _WINDOW = f"""
-SELECT id, {_COLUMNS} FROM events WHERE customer = ?1 AND at >= ?2 AND at < ?3
+WITH RECURSIVE operators(name) AS (
+    SELECT (SELECT operator FROM events WHERE customer = ?1 AND kind = 'operator'
+            ORDER BY operator LIMIT 1)
+    UNION ALL
+    SELECT (SELECT operator FROM events WHERE customer = ?1 AND kind = 'operator'
+            AND operator > operators.name ORDER BY operator LIMIT 1)
+    FROM operators WHERE name IS NOT NULL
+)
+SELECT id, {_COLUMNS} FROM events WHERE customer = ?1 AND at >= ?2 AND at < ?3 AND id <= ?4
 UNION ALL
-SELECT id, {_COLUMNS} FROM (
-    SELECT *, row_number() OVER (PARTITION BY operator ORDER BY at DESC, id DESC) AS latest
-    FROM events WHERE customer = ?1 AND kind = 'operator' AND at < ?2
-) WHERE latest = 1
+SELECT id, {_COLUMNS} FROM events WHERE id IN (
+    SELECT (SELECT id FROM events WHERE customer = ?1 AND kind = 'operator'
+            AND operator = operators.name AND at < ?2 AND id <= ?4
+            ORDER BY at DESC, id DESC LIMIT 1)
+    FROM operators WHERE name IS NOT NULL
+)
 ORDER BY at, id"""
+# Up to ?2 events older than ?1, oldest first, except each operator's last state event
+# before ?1 (its state at the start of any window from ?1 on).
+_PURGE = """
+DELETE FROM events WHERE id IN (
+    SELECT id FROM events AS old WHERE at < ?1 AND (kind != 'operator' OR EXISTS (
+        SELECT 1 FROM events WHERE customer = old.customer AND kind = 'operator'
+        AND operator = old.operator AND at >= old.at AND at < ?1
+        AND (at > old.at OR id > old.id)))
+    ORDER BY at LIMIT ?2
+)"""
+_EVERY_ID = 2**63 - 1
 
 
 class StatsError(Exception):
@@ -93,10 +131,16 @@ def _newer(found: int, latest: int) -> Exception:
 
 
 def read_events(
-    conn: sqlite3.Connection, customer: str, since: float, until: float
-) -> list[AcmEvent]:
-    """The customer's events in ``since <= at < until``, with each operator's state at ``since``."""
-    return [AcmEvent(*row[1:]) for row in conn.execute(_WINDOW, (customer, since, until))]
+    conn: sqlite3.Connection, customer: str, since: float, until: float,
+    upto: int | None = None,
+) -> list[AcmEvent]:  # fmt: skip
+    """The customer's events in ``since <= at < until``, with each operator's state at ``since``.
+
+    ``upto``: only the events of id ``upto`` or less (those committed when a
+    :meth:`StatsStore.snapshot` was taken); every one by default.
+    """
+    last = _EVERY_ID if upto is None else upto
+    return [AcmEvent(*row[1:]) for row in conn.execute(_WINDOW, (customer, since, until, last))]
 
 
 def open_readonly(path: Path) -> sqlite3.Connection:
@@ -125,6 +169,8 @@ class StatsStore:
     recorded before ``open()`` wait for it; events recorded after ``close()``
     are dropped with a warning. ``busy_timeout``: how long a commit waits for
     another process's write lock before it is retried at the next interval.
+    ``keep_days``: the retention (None: keep everything); ``purge_every``
+    seconds between purges, ``purge_batch`` events deleted per transaction.
     """
 
     def __init__(
@@ -136,16 +182,26 @@ class StatsStore:
         busy_timeout: float = 0.05,
         max_batch: int = 5000,
         max_pending: int = 200_000,
+        keep_days: float | None = 400,
+        purge_every: float = 3600.0,
+        purge_batch: int = 1000,
     ) -> None:
         if flush_interval <= 0 or max_batch < 1 or max_pending < max_batch:
             raise ValueError("need flush_interval > 0 and 1 <= max_batch <= max_pending")
+        if (keep_days is not None and keep_days <= 0) or purge_every <= 0 or purge_batch < 1:
+            raise ValueError("need keep_days > 0 (or None), purge_every > 0 and purge_batch >= 1")
         self.path = Path(path)
         self.clock = clock
         self.flush_interval = flush_interval
         self.busy_timeout = busy_timeout
         self.max_batch = max_batch
         self.max_pending = max_pending
+        self.keep_days = keep_days
+        self.purge_every = purge_every
+        self.purge_batch = purge_batch
         self.dropped = 0
+        self.purged = 0
+        self._next_purge = 0.0  # the first flush after open() purges
         self._pending: list[AcmEvent] = []
         self._conn: sqlite3.Connection | None = None
         self._closed = False
@@ -240,8 +296,22 @@ class StatsStore:
 
     # -- reading ------------------------------------------------------------------------
 
+    def snapshot(self, customer: str, until: float) -> tuple[int, list[AcmEvent]]:
+        """(the last id committed, the customer's events before ``until`` not committed yet).
+
+        On the reactor thread; quick (one lookup at the end of the table, a copy
+        of the pending list). Another thread reads the rest with
+        ``read_events(..., upto=id)`` and adds the list: each event once,
+        whatever is committed in between.
+        """
+        if self._conn is None:
+            raise RuntimeError("the ACM statistics store is not open (call open() first)")
+        last = self._conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
+        pending = [e for e in self._pending if e.customer == customer and e.at < until]
+        return int(last or 0), pending
+
     def events(self, customer: str, since: float, until: float) -> list[AcmEvent]:
-        """As :func:`read_events`, with the events not yet committed."""
+        """As :func:`read_events`, with the events not yet committed (blocking: tests, tools)."""
         if self._conn is None:
             raise RuntimeError("the ACM statistics store is not open (call open() first)")
         stored = read_events(self._conn, customer, since, until)
@@ -269,10 +339,36 @@ class StatsStore:
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self._conn is not None and self._commit(self._conn) and self._pending:
+        conn = self._conn
+        if conn is None:  # not reached: close() cancels the timer, open() arms it
+            return
+        committed = self._commit(conn) if self._pending else True
+        purging = self._purge(conn)
+        if committed and self._pending:
             self._timer = self.clock.callLater(0, self._on_timer)  # a backlog: batch by batch
-        elif self._pending:
+        elif self._pending or purging:
             self._arm()
+
+    def _purge(self, conn: sqlite3.Connection) -> bool:
+        """Delete one batch of events past the retention when a purge is due; True if more."""
+        now = self.clock.seconds()
+        if self.keep_days is None or now < self._next_purge:
+            return False
+        try:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                deleted = conn.execute(_PURGE, (now - self.keep_days * 86400,
+                                                self.purge_batch)).rowcount  # fmt: skip
+        except sqlite3.Error as exc:
+            self._warn.warning("purge", "%s: old ACM events not deleted yet (%s); retrying",
+                               self.path, exc)  # fmt: skip
+            self._next_purge = now + self.flush_interval
+            return False
+        self.purged += deleted
+        if deleted >= self.purge_batch:
+            return True  # more: the next batch at the next tick
+        self._next_purge = now + self.purge_every
+        return False
 
     def _commit(self, conn: sqlite3.Connection) -> bool:
         """Append the first ``max_batch`` pending events in one transaction; False if it failed."""

@@ -4,8 +4,9 @@ It reads ``DATA_DIR/acm-stats.sqlite`` read-only (beside running engines:
 WAL readers do not block the writer) and prints the figures of
 engine/acm/report.py as tables, or as the JSON the API answers. Waiting
 contacts are those the events show waiting at ``--until`` (the API reads
-live ones from the shared state). Bad input is one sentence on stderr and
-exit status 1.
+live ones from the shared state). A window is at most
+:data:`~engine.acm.report.MAX_WINDOW_DAYS` days. Bad input is one sentence
+on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from engine.acm.model import AcmSettings
-from engine.acm.report import QueueFigures, Report, as_json, compute, default_window
+from engine.acm.report import QueueFigures, Report, as_json, compute, default_window, too_long
 from engine.acm.stats import FILENAME, StatsError, open_readonly, read_events
 from engine.cdr.export import ExportError, parse_time
 from engine.config import Config
@@ -85,6 +86,9 @@ def _window(since_text: str | None, until_text: str | None, now: float) -> tuple
         raise _InputError(str(exc)) from None
     if since >= until:
         raise _InputError(f"--since ({iso(since)}) must come before --until ({iso(until)})")
+    refusal = too_long(since, until)
+    if refusal is not None:
+        raise _InputError(refusal)
     return since, until
 
 

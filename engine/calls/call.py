@@ -485,6 +485,8 @@ class Call:
         self.inbound.hang_up()
 
     def _hang_up_callee(self) -> None:
+        if self.queue is not None:  # no operator is offered a call that is ending
+            self.queue.stop("abandoned")
         for leg in (self.bridged, self.current):
             if leg is not None:
                 leg.hang_up()
@@ -645,6 +647,9 @@ class Call:
 
     def _address(self, dialog: Dialog, transport: Transport) -> tuple[str, int]:
         """Where a dialog's requests go; a name we cannot resolve here goes by the peer we know."""
+        for leg in self.legs:  # a softphone behind a NAT: where its REGISTER came from
+            if leg.target is not None and dialog in leg.dialogs.values():
+                return leg.target[1]
         host, port = dialog.next_hop()
         if _is_ip(host):
             return host, port

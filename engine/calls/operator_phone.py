@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,9 @@ class OperatorPhone:
     audit: Callable[[str, str, str, str, str], None]
     #: Wrong tries per caller and per customer's operator number.
     failures: FailureWindow
+    #: PIN checks under way per source: they count as failures until they are not, so
+    #: parallel calls get no more tries than the limit.
+    pending: dict[str, int] = field(default_factory=dict)
 
 
 class OperatorPhoneRun:
@@ -117,7 +120,8 @@ class OperatorPhoneRun:
 
     def _locked(self, keyed: str) -> bool:
         sources = self._sources(keyed) if keyed else self._sources("")[:1]
-        if all(self.svc.failures.blocked(s) is None for s in sources):
+        pending = self.svc.pending
+        if all(self.svc.failures.blocked(s, pending.get(s, 0)) is None for s in sources):
             return False
         self.svc.audit(self.customer, self.caller, "operator-login", "locked", keyed)
         self._say("locked", lambda: self._end("locked after wrong tries"))
@@ -139,26 +143,43 @@ class OperatorPhoneRun:
         if pin is None:
             self._bye("no PIN keyed")
             return
+        if self._locked(self.keyed):  # other calls' checks may have locked it meanwhile
+            return
         name = self.operator.name if self.operator is not None else ""
+        sources = self._sources(self.keyed)
+        for source in sources:
+            self.svc.pending[source] = self.svc.pending.get(source, 0) + 1
         d = self.svc.verify(self.customer, name, pin)  # an unknown id costs the same
+        d.addBoth(self._settled, sources)
         d.addCallback(self._checked)
         d.addErrback(self._failed)
 
+    def _settled(self, result: Any, sources: list[str]) -> Any:
+        for source in sources:
+            left = self.svc.pending.get(source, 1) - 1
+            if left > 0:
+                self.svc.pending[source] = left
+            else:
+                self.svc.pending.pop(source, None)
+        return result
+
     def _checked(self, right: bool) -> None:
-        if self.stopped:
-            return
-        if not right or self.operator is None:
+        if not right or self.operator is None:  # counted and audited even if the caller left
             for source in self._sources(self.keyed):
                 self.svc.failures.failed(source)
             self.svc.audit(self.customer, self.caller, "operator-login", "refused",
                            f"operator number {self.keyed}: wrong number or PIN")  # fmt: skip
+            if self.stopped:
+                return
             self.tries += 1
             if self.tries >= MAX_TRIES:
                 self._say("wrong", lambda: self._bye("too many wrong tries"))
             else:
                 self._say("wrong", lambda: self._ask("operator_id", self._id_keyed))
             return
-        self._ask("choose", self._chosen, terminator=None, max_keys=1)
+        self.svc.audit(self.customer, self.caller, "operator-login", "ok", self.operator.name)
+        if not self.stopped:
+            self._ask("choose", self._chosen, terminator=None, max_keys=1)
 
     def _chosen(self, key: str | None) -> None:
         choice = CHOICES.get(key or "")

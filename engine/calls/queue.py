@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.acm.model import Group, Operator
+from engine.calls.media import MediaUnavailableError
 from engine.calls.outbound import OutboundLeg
 from engine.calls.registrar import registered_contacts
 from media.hold import HoldPlayer
@@ -136,6 +137,8 @@ class QueueRun:
         if self.over:
             return
         self.stop(why)
+        # What follows rings on its own time, not on what the caller spent in the queue.
+        self.call.ring_deadline = self.call.ctx.now() + self.call.ctx.settings.max_ring_time
         if action is not None:
             self.call.execute(action, f"{self.path}.{key}" if self.path else key)
         else:
@@ -149,10 +152,18 @@ class QueueRun:
         An operator with a softphone is rung where it registered (the first
         binding), else on the first number through the trunk.
         """
-        body = self.media.offer_callee()
+        try:
+            body = self.media.offer_callee()
+        except MediaUnavailableError as exc:
+            log.error("call %s: no media port to offer it: %s", self.call_id, exc)
+            for name in names:  # tried again at the next tick, not in a loop now
+                self.desk.operator_free(self.customer, name, self.call_id, self.group,
+                                        "available", kick=False)  # fmt: skip
+            self.desk.requeue(self, kick=False)
+            return
+        self.offering.update(dict.fromkeys(names))  # all of them before any can fail
         for name in names:
             operator = self.operators.get(name)
-            self.offering[name] = None  # being reached
             if operator is None or operator.softphone is None:
                 self._reach([], name, operator, body)
                 continue

@@ -20,13 +20,18 @@ restart), with a response that is otherwise right, is answered
 ``stale=true``: the client retries at once with the fresh nonce, without
 asking its user. Replays are caught with the nonce count: per nonce the
 highest ``nc`` seen is remembered until the nonce expires (in this process
-only; a bounded table).
+only). That table is bounded, and a live nonce is never forgotten (its
+``nc`` would start again and a captured request could be replayed): only
+expired entries leave it, and while it is full of live ones a nonce not yet
+in it is answered ``stale=true`` (the client retries, and gets in once
+entries expire, within ``nonce_ttl``).
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import heapq
 import hmac
 import secrets
 from collections.abc import Mapping
@@ -51,8 +56,8 @@ __all__ = [
 ALGORITHMS: Mapping[str, str] = {"SHA-256": "sha256", "MD5": "md5"}
 _HEX = frozenset("0123456789abcdefABCDEF")
 _REQUIRED = ("username", "realm", "nonce", "uri", "response")
-#: Nonces whose highest ``nc`` is remembered at most (the oldest are forgotten first).
-_TRACKED_NONCES = 65536
+#: Nonces whose highest ``nc`` is remembered at most (only expired ones are forgotten).
+TRACKED_NONCES = 65536
 
 
 class DigestError(ValueError):
@@ -178,12 +183,16 @@ class DigestServer:
     the same one to every process that may see a client's next request).
     """
 
-    def __init__(self, clock: Clock, secret: bytes | None = None, nonce_ttl: float = 300.0) -> None:
+    def __init__(self, clock: Clock, secret: bytes | None = None, nonce_ttl: float = 300.0,
+                 tracked: int = TRACKED_NONCES) -> None:  # fmt: skip
         self.clock = clock
         self.secret = secret or secrets.token_bytes(32)
         self.nonce_ttl = nonce_ttl
-        #: nonce -> (highest nc seen, when the nonce expires)
-        self._counts: dict[str, tuple[int, float]] = {}
+        self.tracked = tracked
+        #: nonce -> highest nc seen, for the nonces in use that have not expired
+        self._counts: dict[str, int] = {}
+        #: (when the nonce expires, nonce) for each nonce in ``_counts``: a min-heap
+        self._expiry: list[tuple[float, str]] = []
 
     # -- nonces ----------------------------------------------------------------
 
@@ -237,16 +246,18 @@ class DigestServer:
         return Verdict.OK if self._count(c.nonce, int(c.nc, 16), issued) else Verdict.STALE
 
     def _count(self, nonce: str, nc: int, issued: float) -> bool:
-        """Record ``nc`` for the nonce; False if it is not above every earlier one (a replay)."""
+        """Record ``nc`` for the nonce; False if it is not above every earlier one (a replay),
+        or if the nonce is new and the table is full of live nonces (answered stale)."""
         now = self.clock.seconds()
-        counts = self._counts
-        while counts:  # forget the nonces that expired (roughly in issue order)
-            first = next(iter(counts))
-            if counts[first][1] > now and len(counts) < _TRACKED_NONCES:
-                break
-            del counts[first]
+        counts, expiry = self._counts, self._expiry
+        while expiry and expiry[0][0] <= now:  # forget the nonces that expired, and only those
+            del counts[heapq.heappop(expiry)[1]]
         seen = counts.get(nonce)
-        if seen is not None and nc <= seen[0]:
+        if seen is None:
+            if len(counts) >= self.tracked:
+                return False
+            heapq.heappush(expiry, (issued + self.nonce_ttl, nonce))
+        elif nc <= seen:
             return False
-        counts[nonce] = (nc, issued + self.nonce_ttl)
+        counts[nonce] = nc
         return True

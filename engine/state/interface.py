@@ -35,6 +35,7 @@ __all__ = [
     "HELD",
     "MAX_PRIORITY",
     "OPERATOR_STATES",
+    "QUEUE_LEASE",
     "AcmCounters",
     "Binding",
     "CallCounters",
@@ -149,6 +150,9 @@ OPERATOR_STATES = frozenset(
 #: The states a call holds an operator in, each a lease (:meth:`Operators.move_operator`).
 HELD = frozenset({"reserved", "ringing", "on_call", "wrap_up"})
 
+#: Seconds a queued call stays in its queue without renewal (engine/acm/desk.py renews).
+QUEUE_LEASE = 20.0
+
 #: Queue priorities run from 0 to this: the bound keeps the composite score an exact double.
 MAX_PRIORITY = TREE_MAX_PRIORITY
 _AT_MS_BOUND = 2**42  # milliseconds since the epoch fit until 2109
@@ -262,12 +266,22 @@ class Operators(Protocol):
 
 
 class CallQueues(Protocol):
-    """Calls waiting in a group's queue: higher priority first, then first come."""
+    """Calls waiting in a group's queue: higher priority first, then first come.
+
+    Each entry is a lease of :data:`QUEUE_LEASE` seconds that the engine
+    holding the call renews (:meth:`renew_queued`): the calls of an engine
+    that died leave the queue by themselves instead of standing for ever
+    ahead of everyone else's. Expired entries read as gone everywhere.
+    """
 
     def enqueue(
         self, customer: str, group: str, call_id: str, priority: int, at: float
     ) -> Deferred[None]:
         """Queue the call (again, with the new priority and time, if it is queued)."""
+        ...
+
+    def renew_queued(self, customer: str, group: str, call_ids: Sequence[str]) -> Deferred[None]:
+        """Push back the leases of these waiting calls; a call not waiting stays out."""
         ...
 
     def dequeue(self, customer: str, group: str, call_id: str) -> Deferred[bool]:

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, succeed
 from engine.state.interface import (
     DEFAULT_LEASE_TTL,
     HELD,
+    QUEUE_LEASE,
     Binding,
     Clock,
     OperatorInfo,
@@ -62,8 +63,8 @@ class _Customer:
     operators: dict[str, _Operator] = field(default_factory=dict)
     # group -> operator -> level
     groups: dict[str, dict[str, int]] = field(default_factory=dict)
-    # group -> call id -> (composite score, at)
-    queues: dict[str, dict[str, tuple[int, float]]] = field(default_factory=dict)
+    # group -> call id -> (composite score, at, lease expiry in ms)
+    queues: dict[str, dict[str, tuple[int, float, int]]] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
 
 
@@ -189,31 +190,49 @@ class MemoryState:
 
     # -- ACM: queues ---------------------------------------------------------
 
+    def _queue(self, customer: str, group: str) -> dict[str, tuple[int, float, int]]:
+        """The group's queue with the entries whose lease ran out dropped (as Redis does)."""
+        queue = self._read(customer).queues.get(group, {})
+        now = now_ms(self.clock)
+        for call_id in [c for c, (_s, _a, expires) in queue.items() if expires <= now]:
+            del queue[call_id]
+        return queue
+
     def enqueue(
         self, customer: str, group: str, call_id: str, priority: int, at: float
     ) -> Deferred[None]:
         score = queue_score(priority, at)
-        self._customer(customer).queues.setdefault(group, {})[call_id] = (score, float(at))
+        expires = expiry_ms(self.clock, ttl_ms(QUEUE_LEASE))[1]
+        self._customer(customer).queues.setdefault(group, {})[call_id] = (score, float(at),
+                                                                          expires)  # fmt: skip
+        return succeed(None)
+
+    def renew_queued(self, customer: str, group: str, call_ids: Sequence[str]) -> Deferred[None]:
+        queue = self._queue(customer, group)
+        expires = expiry_ms(self.clock, ttl_ms(QUEUE_LEASE))[1]
+        for call_id in call_ids:
+            if call_id in queue:
+                score, at, _ = queue[call_id]
+                queue[call_id] = (score, at, expires)
         return succeed(None)
 
     def dequeue(self, customer: str, group: str, call_id: str) -> Deferred[bool]:
-        queue = self._read(customer).queues.get(group, {})
-        return succeed(queue.pop(call_id, None) is not None)
+        return succeed(self._queue(customer, group).pop(call_id, None) is not None)
 
     def position(self, customer: str, group: str, call_id: str) -> Deferred[int | None]:
-        queue = self._read(customer).queues.get(group, {})
+        queue = self._queue(customer, group)
         if call_id not in queue:
             return succeed(None)
         # Redis orders equal scores by member, so ties go by call id here too.
         mine = (queue[call_id][0], call_id)
-        return succeed(1 + sum((score, other) < mine for other, (score, _at) in queue.items()))
+        return succeed(1 + sum((entry[0], other) < mine for other, entry in queue.items()))
 
     def waiting(self, customer: str, group: str) -> Deferred[int]:
-        return succeed(len(self._read(customer).queues.get(group, {})))
+        return succeed(len(self._queue(customer, group)))
 
     def oldest(self, customer: str, group: str) -> Deferred[float | None]:
-        queue = self._read(customer).queues.get(group, {})
-        return succeed(min((at for _score, at in queue.values()), default=None))
+        queue = self._queue(customer, group)
+        return succeed(min((at for _score, at, _e in queue.values()), default=None))
 
     # -- ACM: counters -------------------------------------------------------
 

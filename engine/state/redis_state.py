@@ -46,6 +46,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from engine.state.interface import (
     DEFAULT_LEASE_TTL,
     HELD,
+    QUEUE_LEASE,
     Binding,
     Clock,
     OperatorInfo,
@@ -66,7 +67,9 @@ __all__ = [
     "ENQUEUE",
     "MOVE_OPERATOR",
     "OPERATORS",
+    "QUEUE_READ",
     "RENEW",
+    "RENEW_QUEUED",
     "RESERVE",
     "SET_OPERATOR",
     "RedisState",
@@ -190,17 +193,49 @@ redis.call('HSET', KEYS[1], ARGV[5],
 return 1
 """)
 
-#: KEYS queue, since; ARGV score, at, call.
-ENQUEUE = Script("""
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+#: Drops the queue entries whose lease ran out (KEYS queue, since, leases; ARGV[1] now in ms).
+_SWEEP = """
+local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])
+for _, call in ipairs(dead) do
+  redis.call('ZREM', KEYS[1], call)
+  redis.call('ZREM', KEYS[2], call)
+  redis.call('ZREM', KEYS[3], call)
+end
+"""
+
+#: KEYS queue, since, leases; ARGV now (ms), score, at, call, lease expiry (ms).
+ENQUEUE = Script(f"""
+{_SWEEP}
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
 return 1
 """)
 
-#: KEYS queue, since; ARGV call. 1 if it was waiting.
-DEQUEUE = Script("""
-redis.call('ZREM', KEYS[2], ARGV[1])
-return redis.call('ZREM', KEYS[1], ARGV[1])
+#: KEYS queue, since, leases; ARGV now (ms), call. 1 if it was waiting.
+DEQUEUE = Script(f"""
+{_SWEEP}
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+return redis.call('ZREM', KEYS[1], ARGV[2])
+""")
+
+#: KEYS queue, since, leases; ARGV now (ms), expiry, calls... (only those waiting).
+RENEW_QUEUED = Script(f"""
+{_SWEEP}
+for i = 3, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[i]) end
+end
+return 1
+""")
+
+#: KEYS queue, since, leases; ARGV now (ms), what ("position" CALL, "waiting", "oldest").
+QUEUE_READ = Script(f"""
+{_SWEEP}
+if ARGV[2] == 'position' then return redis.call('ZRANK', KEYS[1], ARGV[3]) end
+if ARGV[2] == 'waiting' then return redis.call('ZCARD', KEYS[1]) end
+local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+return first[2]
 """)
 
 
@@ -345,32 +380,42 @@ class RedisState:
 
     def _queue(self, customer: str, group: str) -> list[str]:
         base = self._acm(customer)
-        return [f"{base}queue:{group}", f"{base}since:{group}"]
+        return [f"{base}queue:{group}", f"{base}since:{group}", f"{base}leases:{group}"]
 
     def enqueue(
         self, customer: str, group: str, call_id: str, priority: int, at: float
     ) -> Deferred[None]:
         score = queue_score(priority, at)
+        now, expiry = expiry_ms(self.clock, ttl_ms(QUEUE_LEASE))
         d = self.client.eval_script(
-            ENQUEUE, self._queue(customer, group), [score, float(at), call_id])
+            ENQUEUE, self._queue(customer, group), [now, score, float(at), call_id, expiry])
+        return d.addCallback(lambda _r: None)
+
+    def renew_queued(self, customer: str, group: str, call_ids: Sequence[str]) -> Deferred[None]:
+        now, expiry = expiry_ms(self.clock, ttl_ms(QUEUE_LEASE))
+        d = self.client.eval_script(
+            RENEW_QUEUED, self._queue(customer, group), [now, expiry, *call_ids])
         return d.addCallback(lambda _r: None)
 
     def dequeue(self, customer: str, group: str, call_id: str) -> Deferred[bool]:
-        d = self.client.eval_script(DEQUEUE, self._queue(customer, group), [call_id])
+        d = self.client.eval_script(DEQUEUE, self._queue(customer, group),
+                                    [now_ms(self.clock), call_id])  # fmt: skip
         return d.addCallback(lambda reply: _integer(reply) == 1)
 
+    def _read_queue(self, customer: str, group: str, *what: str) -> Deferred[Reply]:
+        return self.client.eval_script(QUEUE_READ, self._queue(customer, group),
+                                       [now_ms(self.clock), *what])  # fmt: skip
+
     def position(self, customer: str, group: str, call_id: str) -> Deferred[int | None]:
-        d = self.client.execute("ZRANK", self._queue(customer, group)[0], call_id)
+        d = self._read_queue(customer, group, "position", call_id)
         return d.addCallback(lambda reply: None if reply is None else _integer(reply) + 1)
 
     def waiting(self, customer: str, group: str) -> Deferred[int]:
-        d = self.client.execute("ZCARD", self._queue(customer, group)[0])
-        return d.addCallback(_integer)
+        return self._read_queue(customer, group, "waiting").addCallback(_integer)
 
     def oldest(self, customer: str, group: str) -> Deferred[float | None]:
-        since = self._queue(customer, group)[1]
-        d = self.client.execute("ZRANGE", since, 0, 0, "WITHSCORES")
-        return d.addCallback(lambda reply: float(_text(_list(reply)[1])) if reply else None)
+        d = self._read_queue(customer, group, "oldest")
+        return d.addCallback(lambda reply: None if reply is None else float(_text(reply)))
 
     def incr(self, customer: str, key: str, by: int = 1) -> Deferred[int]:
         d = self.client.execute("HINCRBY", f"{self._acm(customer)}counters", key, by)

@@ -164,6 +164,17 @@ def test_the_best_operator_answers_and_after_the_call_wraps_up(h: Harness) -> No
     assert h.state.waiting(C, "sales").result == 0  # type: ignore[attr-defined]
 
 
+def test_an_operators_call_is_recorded_for_a_customer_with_recording(h: Harness) -> None:
+    h.ctx.media = replace(h.ctx.media, recorded=frozenset({C}))  # type: ignore[type-var]
+    login(h, "anna")
+    call(h)
+    caller = streams(h)[0]
+    assert caller.writer is None  # the music and the announcements are not recorded
+    (invite,) = invites(h)
+    h.trunk_answers(invite, 200, SDP_ANSWER)
+    assert caller.writer is not None  # the media issue's capture, from the answer on
+
+
 def test_no_answer_moves_on_to_the_next_operator(h: Harness) -> None:
     login(h, "anna", "bert")
     call(h)

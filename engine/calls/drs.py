@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.calls.entry import KeyEntry
+from engine.calls.entry import PhoneService
 from engine.passwords import DECOY_HASH
 
 if TYPE_CHECKING:
@@ -92,42 +92,24 @@ class DrsService:
     on_change: Callable[[Any], None]
 
 
-class DrsRun:
+class DrsRun(PhoneService):
     """The service on one call."""
+
+    NAME = "DRS service"
 
     def __init__(self, call: Call, media: CallMedia) -> None:
         assert call.ctx.drs is not None
-        self.call = call
-        self.media = media
+        super().__init__(call, media, call.ctx.drs.prompts)
         self.svc = call.ctx.drs
-        self.entry: KeyEntry | None = None
         self.customer: Customer | None = None
         self.caller = call.caller
         self.keyed = ""  # the customer number as keyed
         self.tries = 0
-        self.stopped = False
 
     def start(self) -> None:
         self._ask("customer_number", self._customer_keyed)
 
-    def stop(self) -> None:
-        self.stopped = True
-        if self.entry is not None:
-            self.entry.stop()
-            self.entry = None  # it points back here: no cycle left behind
-
     # -- the dialogue ---------------------------------------------------------------------
-
-    def _ask(self, prompt: str, done: Callable[[str | None], None], **options: Any) -> None:
-        self.entry = KeyEntry(self.call, self.media, self.svc.prompts[prompt], done, **options)
-        self.entry.start()
-
-    def _say(self, prompt: str, then: Callable[[], None]) -> None:
-        if not self.media.play(self.svc.prompts[prompt], then):
-            self._end("its prompt is missing")
-
-    def _end(self, why: str) -> None:
-        self.call.hang_up(f"DRS service: {why}")
 
     def _customer_keyed(self, number: str | None) -> None:
         if number is None:

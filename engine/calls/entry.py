@@ -11,8 +11,8 @@ choice). The keys are never logged: they may be a password.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from engine.sip.timers import Timer
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from engine.calls.call import Call
     from engine.calls.media import CallMedia
 
-__all__ = ["KeyEntry"]
+__all__ = ["KeyEntry", "PhoneService"]
 
 
 class KeyEntry:
@@ -111,3 +111,39 @@ class KeyEntry:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+
+class PhoneService:
+    """A service the engine runs on a call it answered itself: prompts by role, entries, the end.
+
+    The DRS service and the operators' phone service are dialogues of key
+    entries and spoken answers; this is what they share. ``stop`` drops the
+    entry (it points back at the call: no cycle is left behind).
+    """
+
+    #: How the service names itself when it ends the call ("DRS service: locked").
+    NAME = "service"
+
+    def __init__(self, call: Call, media: CallMedia, prompts: Mapping[str, str]) -> None:
+        self.call = call
+        self.media = media
+        self.prompts = prompts
+        self.entry: KeyEntry | None = None
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.entry is not None:
+            self.entry.stop()
+            self.entry = None
+
+    def _ask(self, prompt: str, done: Callable[[str | None], None], **options: Any) -> None:
+        self.entry = KeyEntry(self.call, self.media, self.prompts[prompt], done, **options)
+        self.entry.start()
+
+    def _say(self, prompt: str, then: Callable[[], None]) -> None:
+        if not self.media.play(self.prompts[prompt], then):
+            self._end("its prompt is missing")
+
+    def _end(self, why: str) -> None:
+        self.call.hang_up(f"{self.NAME}: {why}")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.acm.command import BusyError
-from engine.calls.entry import KeyEntry
+from engine.calls.entry import PhoneService
 from engine.failures import FailureWindow
 
 if TYPE_CHECKING:
@@ -73,44 +73,26 @@ class OperatorPhone:
     pending: dict[str, int] = field(default_factory=dict)
 
 
-class OperatorPhoneRun:
+class OperatorPhoneRun(PhoneService):
     """The service on one call."""
 
+    NAME = "operator phone service"
+
     def __init__(self, call: Call, media: CallMedia, svc: OperatorPhone) -> None:
-        self.call = call
-        self.media = media
+        super().__init__(call, media, svc.prompts)
         self.svc = svc
         self.customer = call.customer
         self.caller = call.caller or "anonymous"
-        self.entry: KeyEntry | None = None
         self.operator: Operator | None = None
         self.keyed = ""
         self.tries = 0
-        self.stopped = False
 
     def start(self) -> None:
         if self._locked(""):
             return
         self._ask("operator_id", self._id_keyed)
 
-    def stop(self) -> None:
-        self.stopped = True
-        if self.entry is not None:
-            self.entry.stop()
-            self.entry = None  # it points back here: no cycle left behind
-
     # -- the dialogue ---------------------------------------------------------------------
-
-    def _ask(self, prompt: str, done: Callable[[str | None], None], **options: Any) -> None:
-        self.entry = KeyEntry(self.call, self.media, self.svc.prompts[prompt], done, **options)
-        self.entry.start()
-
-    def _say(self, prompt: str, then: Callable[[], None]) -> None:
-        if not self.media.play(self.svc.prompts[prompt], then):
-            self._end("its prompt is missing")
-
-    def _end(self, why: str) -> None:
-        self.call.hang_up(f"operator phone service: {why}")
 
     def _bye(self, why: str) -> None:
         self._say("goodbye", lambda: self._end(why))

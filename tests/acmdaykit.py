@@ -19,12 +19,16 @@ bert: logs in at 09:30, stays until after 17:00.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 
+from twisted.internet.task import Clock
+
 from engine.acm.events import AcmEvent
 from engine.acm.model import AcmSettings, Group, Operator
+from engine.acm.stats import StatsStore
 
 DAY = "2026-12-01"
 
@@ -34,6 +38,22 @@ def at(hms: str) -> float:
 
 
 SINCE, UNTIL = at("09:00:00"), at("17:00:00")
+
+
+def clock_at(hms: str) -> Clock:
+    """A Clock at ``hms`` (UTC) of the day."""
+    clock = Clock()
+    clock.advance(at(hms))
+    return clock
+
+
+def stats_store(data_dir: Path, clock: Clock, events: Iterable[AcmEvent] = ()) -> StatsStore:
+    """The open statistics store of ``data_dir`` with ``events`` recorded; close it."""
+    store = StatsStore.in_data_dir(data_dir, clock)
+    store.open()
+    for event in events:
+        store.record(event)
+    return store
 
 CONFIG = """\
 data_dir: var/

@@ -10,20 +10,24 @@ from engine.acm.directory import AcmDirectory
 from engine.config import Config, load_config
 from engine.passwords import hash_password
 
-__all__ = ["TOKENS", "directory_on", "write_config"]
+__all__ = ["TOKENS", "directory_on", "write_acme", "write_config"]
 
 TOKENS = {"acme": "acme-Token-1", "initech": "initech-Token-2"}
 _HASHES = {cid: hash_password(token) for cid, token in TOKENS.items()}
 
-CONFIG = """\
+#: How the ACM tests' configurations begin: customer acme, with the ACM option.
+ACME = """\
 trees: trees/
-state: memory
+state: {state}
 data_dir: var/
 customers:
   acme:
     formula: classic
     options: [acm]
     numbers: ["+3225551234"]
+"""
+
+CONFIG = """\
     api_token: "{acme}"
     acm:
       groups:
@@ -36,11 +40,17 @@ customers:
 """
 
 
-def write_config(tmp_path: Path) -> Config:
+def write_acme(tmp_path: Path, rest: str, state: str = "memory") -> Path:
+    """``tmp_path/vms.yaml`` (and trees/): :data:`ACME`, then ``rest`` (more of acme, and
+    other customers)."""
     (tmp_path / "trees").mkdir(exist_ok=True)
     path = tmp_path / "vms.yaml"
-    path.write_text(CONFIG.format(**_HASHES))
-    return load_config(path)
+    path.write_text(ACME.format(state=state) + rest)
+    return path
+
+
+def write_config(tmp_path: Path) -> Config:
+    return load_config(write_acme(tmp_path, CONFIG.format(**_HASHES)))
 
 
 def directory_on(config: Config, clock: Clock, **options: object) -> AcmDirectory:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
+from acmdirkit import write_acme
 from twisted.internet import reactor
 
 from engine.acm import command
@@ -23,30 +24,20 @@ ROOT = Path(__file__).resolve().parents[1]
 Capsys = pytest.CaptureFixture[str]
 
 CONFIG = """\
-trees: trees/
-state: {state}
-customers:
-  acme:
-    formula: classic
-    options: [acm]
-    numbers: ["+3225551234"]
     acm:
       groups:
-        sales: {{}}
-        support: {{}}
+        sales: {}
+        support: {}
       operators:
-        anna: {{numbers: ["+32470001104"], pin: "1234", groups: {{sales: 3}}}}
-        bert: {{numbers: ["+32470001105"], pin: "1234", groups: {{sales: 1, support: 2}}}}
-  initech: {{formula: classic, numbers: ["+3250123456"]}}
+        anna: {numbers: ["+32470001104"], pin: "1234", groups: {sales: 3}}
+        bert: {numbers: ["+32470001105"], pin: "1234", groups: {sales: 1, support: 2}}
+  initech: {formula: classic, numbers: ["+3250123456"]}
 """
 
 
 
 def write(tmp_path: Path, state: str) -> Path:
-    (tmp_path / "trees").mkdir(exist_ok=True)
-    path = tmp_path / "vms.yaml"
-    path.write_text(CONFIG.format(state=state))
-    return path
+    return write_acme(tmp_path, CONFIG, state)
 
 
 @pytest.fixture

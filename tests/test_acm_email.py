@@ -13,6 +13,7 @@ import smtplib
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from apikit import Api
 from engine import api_email
 from engine.acm import mailstore
 from engine.acm.events import AcmEvent
+from engine.acm.mailconfig import EmailSettings
 from engine.acm.maildesk import ConflictError, EmailDesk
 from engine.acm.mailintake import SmtpHandler, smtp_intake
 from engine.acm.mailservice import EmailService
@@ -411,10 +413,21 @@ async def test_api_refusals(start: Callable[[], Engine]) -> None:
 # -- the desk's time rules, on a Clock ---------------------------------------------------
 
 
-@pytest_twisted.ensureDeferred
-async def test_tiers_hold_an_email_for_the_competent_then_widen(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, EMAIL))
-    acm = config.customers["initech"].acm
+@dataclass
+class ClockDesk:
+    """Initech's e-mail desk on a Clock at 1_700_000_000, its presence and its store."""
+
+    email: EmailSettings
+    clock: Clock
+    state: MemoryState
+    store: MailStore
+    events: Events
+    desk: EmailDesk
+
+
+@pytest.fixture
+def clock_desk(tmp_path: Path) -> Iterator[ClockDesk]:
+    acm = load_config(write(tmp_path, EMAIL)).customers["initech"].acm
     assert acm is not None and acm.email is not None
     clock = Clock()
     clock.advance(1_700_000_000)
@@ -422,7 +435,16 @@ async def test_tiers_hold_an_email_for_the_competent_then_widen(tmp_path: Path) 
     store = MailStore(tmp_path / "email.sqlite")
     store.open(clock.seconds())
     events = Events()
-    desk = EmailDesk(clock, store, state, events, {"initech": acm}.get)
+    yield ClockDesk(acm.email, clock, state, store, events,
+                    EmailDesk(clock, store, state, events, {"initech": acm}.get))  # fmt: skip
+    store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tiers_hold_an_email_for_the_competent_then_widen(clock_desk: ClockDesk) -> None:
+    clock, state, store, events, desk = (clock_desk.clock, clock_desk.state, clock_desk.store,
+                                         clock_desk.events, clock_desk.desk)  # fmt: skip
+    hold = clock_desk.email.hold
     store.add("initech", message_id=None, received=clock.seconds(), source="smtp",
               sender="a@b.example", recipients=["info@initech.example"], subject="billing",
               group="support", raw=b"Subject: billing\r\n\r\nhi\r\n")  # fmt: skip
@@ -437,9 +459,9 @@ async def test_tiers_hold_an_email_for_the_competent_then_widen(tmp_path: Path) 
     # The hold is a lease: bert comes back to calls when it runs out unless renewed.
     assert [i.state for i in await state.operators("initech", "support")] == \
         ["break", "on_call"]  # fmt: skip
-    clock.advance(acm.email.hold - 1)
+    clock.advance(hold - 1)
     assert await desk.next_for("initech", "bert") == email  # renews
-    clock.advance(acm.email.hold - 1)
+    clock.advance(hold - 1)
     infos = {i.operator: i.state for i in await state.operators("initech", "support")}
     assert infos["bert"] == "on_call"
     clock.advance(2)
@@ -450,9 +472,8 @@ async def test_tiers_hold_an_email_for_the_competent_then_widen(tmp_path: Path) 
     await desk.done("initech", email.id, "bert")
     assert [(e.kind, e.at - 1_700_000_000) for e in events] == [
         ("queued", 0), ("offered", 30), ("answered", 30),
-        ("ended", 30 + 2 * (acm.email.hold - 1) + 2),
+        ("ended", 30 + 2 * (hold - 1) + 2),
     ]
-    store.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -653,17 +674,10 @@ def test_the_intake_takes_at_most_max_sessions(config: Config, tmp_path: Path) -
 
 @pytest_twisted.ensureDeferred
 async def test_the_next_email_reads_each_group_s_oldest_not_the_queue(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    clock_desk: ClockDesk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = load_config(write(tmp_path, EMAIL))
-    acm = config.customers["initech"].acm
-    assert acm is not None and acm.email is not None
-    clock = Clock()
-    clock.advance(1_700_000_000)
-    state = MemoryState(clock)
-    store = MailStore(tmp_path / "email.sqlite")
-    store.open(clock.seconds())
-    desk = EmailDesk(clock, store, state, Events(), {"initech": acm}.get)
+    clock, state, store, desk = (clock_desk.clock, clock_desk.state, clock_desk.store,
+                                 clock_desk.desk)  # fmt: skip
     for n in range(50):  # a long support queue, then one sales e-mail
         store.add("initech", message_id=None, received=clock.seconds() + n, source="smtp",
                   sender="a@b.example", recipients=[], subject=f"support {n}", group="support",
@@ -693,4 +707,3 @@ async def test_the_next_email_reads_each_group_s_oldest_not_the_queue(
     assert second is not None and second.subject == "support 1"
     await desk.done("initech", first.id, "bert")
     await desk.done("initech", second.id, "anna")
-    store.close()

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from acmdaykit import ACM, DAY_EVENTS, SINCE, UNTIL, at
+from acmdaykit import ACM, DAY_EVENTS, SINCE, UNTIL, at, clock_at, stats_store
 from twisted.internet.task import Clock
 
 from engine.acm.erlang import agents_needed
@@ -166,15 +166,12 @@ def test_json_and_the_default_window() -> None:
 
 @pytest.fixture
 def clock() -> Clock:
-    clock = Clock()
-    clock.advance(at("08:00:00"))
-    return clock
+    return clock_at("08:00:00")
 
 
 @pytest.fixture
 def store(tmp_path: Path, clock: Clock) -> Iterator[StatsStore]:
-    opened = StatsStore.in_data_dir(tmp_path, clock)
-    opened.open()
+    opened = stats_store(tmp_path, clock)
     yield opened
     opened.close()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from acmdaykit import ACM, DAY_EVENTS, SINCE, UNTIL, at, write_config
+from acmdaykit import ACM, DAY_EVENTS, SINCE, UNTIL, at, clock_at, stats_store, write_config
 from twisted.internet.task import Clock
 
 import engine.api_stats
@@ -32,17 +32,12 @@ DAY = "since=2026-12-01T09:00:00Z&until=2026-12-01T17:00:00Z"
 @pytest.fixture
 def clock() -> Clock:
     """The engine's clock: the end of the scripted day."""
-    clock = Clock()
-    clock.advance(at("17:00:00"))
-    return clock
+    return clock_at("17:00:00")
 
 
 @pytest.fixture
 def store(tmp_path: Path, clock: Clock) -> Iterator[StatsStore]:
-    opened = StatsStore.in_data_dir(tmp_path / "var", clock)
-    opened.open()
-    for e in DAY_EVENTS:
-        opened.record(e)
+    opened = stats_store(tmp_path / "var", clock, DAY_EVENTS)
     yield opened
     opened.close()
 

@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from acmdaykit import ACM, DAY_EVENTS, SINCE, UNTIL, at, write_config
+from acmdaykit import ACM, DAY_EVENTS, SINCE, UNTIL, at, stats_store, write_config
 from twisted.internet.task import Clock
 
 from engine.acm.report import as_json, compute
-from engine.acm.stats import StatsStore
 from engine.acm.stats_command import run
 from engine.cli import main
 from engine.config import load_config
@@ -23,11 +22,7 @@ WINDOW = ["--since", "2026-12-01T09:00:00Z", "--until", "2026-12-01T18:00:00+01:
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = write_config(tmp_path)
-    store = StatsStore.in_data_dir(tmp_path / "var", Clock())
-    store.open()
-    for e in DAY_EVENTS:
-        store.record(e)
-    store.close()
+    stats_store(tmp_path / "var", Clock(), DAY_EVENTS).close()
     return path
 
 

@@ -8,6 +8,7 @@ cache, sharing and rate limit are also driven directly with a Clock.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -23,11 +24,13 @@ from twisted.internet.task import Clock
 
 import engine.api_auth
 from apikit import Api
+from engine.acm.runtime import AcmRuntime
 from engine.api_auth import TokenAuth
-from engine.api_v1 import ROUTES
+from engine.api_v1 import ROUTES, Handler
 from engine.config import Config, Customer, SipSettings
 from engine.modes.store import ModeChange, ModeStore
 from engine.passwords import hash_password
+from engine.state.memory import MemoryState
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using readBody with a transport")
 
@@ -81,25 +84,52 @@ def parsed(text: str) -> float:
 # -- the OpenAPI document --------------------------------------------------------------
 
 
+@pytest.fixture
+def acm_resources(config: Config) -> dict[str, tuple[tuple[str, ...], Handler]]:
+    """What ``vms serve`` adds to /api/v1 when some customer has ACM (nothing opened)."""
+    clock = Clock()
+    return AcmRuntime(clock, config, MemoryState(clock)).resources()
+
+
 @pytest_twisted.ensureDeferred
-async def test_the_openapi_document_lists_every_route(api: Api) -> None:
+async def test_the_openapi_document_lists_every_route(
+    make_api: Callable[..., Api],
+    config: Config,
+    store: ModeStore,
+    acm_resources: dict[str, tuple[tuple[str, ...], Handler]],
+) -> None:
+    api = make_api(config=config, store=store, resources=acm_resources)
     status, _, document = await api.call("GET", "/api/openapi.json")
     assert status == 200
     assert document["openapi"].startswith("3.")
-    served = {f"/api/v1/customers/{{customer}}/{name}": {m.lower() for m in methods}
-              for name, methods in ROUTES.items()}  # fmt: skip
-    documented = {path: set(item) - {"parameters"} for path, item in document["paths"].items()
-                  if path.startswith("/api/v1/")}  # fmt: skip
-    assert documented == served
+    routes: dict[str, tuple[str, ...]] = api.v1.routes
+    assert set(ROUTES) | {"acm", "stats", "email"} <= set(routes)
+    served = {name: {m.lower() for m in methods} for name, methods in routes.items()}
+    prefix = "/api/v1/customers/{customer}/"
+    documented: dict[str, set[str]] = {}
+    for path, item in document["paths"].items():
+        if path.startswith("/api/v1/"):
+            assert path.startswith(prefix), path
+            resource = path.removeprefix(prefix).partition("/")[0]
+            documented.setdefault(resource, set()).update(set(item) - {"parameters"})
+            declared = {p["name"] for p in item["parameters"] if p["in"] == "path"}
+            assert declared == set(re.findall(r"{(\w+)}", path)), path
+    assert documented == served  # every resource, with every method it answers (and no more)
     scheme = document["components"]["securitySchemes"]["customerToken"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     assert document["security"] == [{"customerToken": []}]
     assert document["paths"]["/api/health"]["get"]["security"] == []
-    for path, methods in served.items():
-        for method in methods:
-            assert {"200", "401", "403", "429", "503"} <= set(
-                document["paths"][path][method]["responses"]
-            )
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if path.startswith("/api/v1/") and method != "parameters":
+                assert {"200", "401", "403", "429", "503"} <= set(operation["responses"])
+    operations = [
+        op["operationId"]
+        for item in document["paths"].values()
+        for method, op in item.items()
+        if method != "parameters" and "operationId" in op
+    ]
+    assert len(operations) == len(set(operations))
     refs = {r.rpartition("/")[2] for r in _refs(document)}
     assert refs and refs <= set(document["components"]["schemas"])
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+from acmdirkit import write_acme
 from twisted.internet.task import Clock
 
 from engine.acm.directory import AcmDirectory, ConflictError
@@ -332,14 +333,6 @@ def test_a_user_two_customers_claim_belongs_to_neither(caplog: pytest.LogCapture
 
 
 CONFIG = """\
-trees: trees/
-state: memory
-data_dir: var/
-customers:
-  acme:
-    formula: classic
-    options: [acm]
-    numbers: ["+3225551234"]
     acm:
       groups: {{sales: {{}}}}
       operators:
@@ -357,9 +350,7 @@ customers:
 
 @pytest.fixture
 def directory(tmp_path: Path) -> Iterator[AcmDirectory]:
-    (tmp_path / "trees").mkdir()
-    path = tmp_path / "vms.yaml"
-    path.write_text(CONFIG.format(anna=ha1("anna", "acme", "secret")))
+    path = write_acme(tmp_path, CONFIG.format(anna=ha1("anna", "acme", "secret")))
     clock = Clock()
     with AcmDirectory.in_data_dir(load_config(path), clock) as opened:
         yield opened

@@ -34,8 +34,8 @@ import hmac
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -50,6 +50,7 @@ from engine.formulas import may
 from engine.modes.watcher import Clock
 from engine.passwords import DECOY_HASH, hash_password, is_hash, verify_password
 from engine.ratelog import RateLimitedLog
+from engine.sqlite import immediate, open_database
 from routing_trees.source import Checker, SourceError, load_yaml
 
 if TYPE_CHECKING:
@@ -150,15 +151,11 @@ class AcmDirectory:
 
     def open(self) -> None:
         """Create or upgrade the database and load the live settings; DirectoryError if not."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            migrate(conn, self.clock.seconds(), MIGRATIONS, _newer)
-        except (OSError, sqlite3.Error) as exc:
-            raise DirectoryError(f"cannot use the ACM database {self.path}: {exc}") from exc
-        self._conn = conn
+        self._conn = open_database(
+            self.path, lambda conn: migrate(conn, self.clock.seconds(), MIGRATIONS, _newer),
+            error=DirectoryError, what="the ACM database", synchronous="FULL",
+            timeout=self.busy_timeout,
+        )  # fmt: skip
         self._nodes = _file_nodes(self.config)
         self.refresh(notify=False)
 
@@ -414,17 +411,8 @@ class AcmDirectory:
                             "customers); choose another")  # fmt: skip
         return None
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._db()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._db())
 
 
 def _newer(found: int, latest: int) -> Exception:

@@ -24,12 +24,13 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.cdr.migrations import Migration
 from engine.cdr.migrations import migrate as apply_migrations
+from engine.sqlite import immediate, open_database
 
 __all__ = [
     "FILENAME",
@@ -192,24 +193,14 @@ class MailStore:
 
     def open(self, now: float) -> None:
         """Create or upgrade the database; MailStoreError when it cannot be used."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout,
-                                   check_same_thread=False)  # fmt: skip
-        except (OSError, sqlite3.Error) as exc:
-            raise MailStoreError(f"cannot open the e-mail database {self.path}: {exc}") from exc
-        try:
-            conn.create_function(_DIGEST_FUNCTION, 1, _sql_digest, deterministic=True)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")  # a 250 promises the message is on disk
-            apply_migrations(conn, now, MIGRATIONS, self._newer)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise MailStoreError(f"cannot use the e-mail database {self.path}: {exc}") from exc
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
+        self._conn = open_database(
+            self.path, lambda conn: apply_migrations(conn, now, MIGRATIONS, self._newer),
+            error=MailStoreError, what="the e-mail database",
+            synchronous="FULL",  # a 250 promises the message is on disk
+            timeout=self.busy_timeout, check_same_thread=False,
+            prepare=lambda conn: conn.create_function(_DIGEST_FUNCTION, 1, _sql_digest,
+                                                      deterministic=True),
+        )  # fmt: skip
 
     def _newer(self, found: int, latest: int) -> Exception:
         return MailStoreError(f"the e-mail database {self.path} is at schema version {found}, "
@@ -229,16 +220,9 @@ class MailStore:
             yield self._conn
 
     @staticmethod
-    @contextmanager
-    def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    def _transaction(conn: sqlite3.Connection) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction: a second engine on this data_dir waits its turn."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        return immediate(conn)
 
     # -- intake ---------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ from engine.acm.report import CHANNELS, Report, compute
 from engine.cdr.migrations import Migration, migrate, schema_version
 from engine.cdr.store import Clock
 from engine.ratelog import RateLimitedLog
+from engine.sqlite import open_database
 
 __all__ = ["FILENAME", "MIGRATIONS", "StatsError", "StatsStore", "open_readonly", "read_events"]
 
@@ -219,23 +220,12 @@ class StatsStore:
         """Create or upgrade the database (blocks briefly: at start); StatsError if unusable."""
         if self._conn is not None or self._closed:
             raise RuntimeError("the ACM statistics store opens once")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
-        except (OSError, sqlite3.Error) as exc:
-            raise StatsError(f"cannot open the ACM statistics {self.path}: {exc}") from exc
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            migrate(conn, self.clock.seconds(), MIGRATIONS, _newer)
-            conn.execute(f"PRAGMA busy_timeout = {max(1, round(self.busy_timeout * 1000))}")
-        except BaseException as exc:
-            conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise StatsError(f"cannot use the ACM statistics {self.path}: {exc}; move the "
-                                 "file away to start a new one") from exc  # fmt: skip
-            raise
-        self._conn = conn
+        self._conn = open_database(
+            self.path, lambda conn: migrate(conn, self.clock.seconds(), MIGRATIONS, _newer),
+            error=StatsError, what="the ACM statistics",
+            hint="; move the file away to start a new one", synchronous="NORMAL",
+            timeout=10.0, busy_timeout=self.busy_timeout,
+        )  # fmt: skip
         if self._pending:
             self._arm()
 

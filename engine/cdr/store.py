@@ -68,6 +68,7 @@ from typing import Any, Protocol
 from engine.cdr.migrations import StoreError, migrate
 from engine.cdr.record import FIELDS, LegRecord
 from engine.ratelog import RateLimitedLog
+from engine.sqlite import open_database
 
 __all__ = ["CRASH_REASON", "FILENAME", "SHUTDOWN_REASON", "CdrStore", "Clock", "StoreError"]
 
@@ -110,6 +111,7 @@ _MOVE = (
 )
 # When the checkpointer thread runs, SQLite checkpoints on commit only past this.
 _FALLBACK_CHECKPOINT_PAGES = 16384
+_MOVE_AWAY = "; move the file away to start a new one"
 _OF_OWNER = "owner = ?3"
 _OF_NOBODY = "owner NOT IN (SELECT owner FROM owners)"
 _DELETE_OF_OWNER = "DELETE FROM open_legs WHERE owner = ?"
@@ -236,33 +238,18 @@ class CdrStore:
         """
         if self._conn is not None:
             raise RuntimeError("the call-record store is already open")
+        conn = open_database(self.path, self._migrate, error=StoreError,
+                             what="the call records", hint=_MOVE_AWAY, synchronous="NORMAL",
+                             timeout=10.0, prepare=self._pragmas)  # fmt: skip
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the call records {self.path}: {exc}") from exc
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                log.warning("%s: SQLite refused WAL mode (%s); writes may block readers",
-                            self.path, mode)  # fmt: skip
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA journal_size_limit = 67108864")
-            if self.checkpoint_interval is not None:
-                # The checkpointer thread copies the WAL into the database; the
-                # reactor thread only does it when that thread falls far behind.
-                conn.execute(f"PRAGMA wal_autocheckpoint = {_FALLBACK_CHECKPOINT_PAGES}")
-            found, now_at = migrate(conn, self.clock.seconds())
-            if found != now_at:
-                log.info("%s: call-record schema %d -> %d", self.path, found, now_at)
             self._conn = conn
             self._register()
             closed = self._recover(at_start=True)
         except sqlite3.DatabaseError as exc:
             conn.close()
             self._conn = None
-            raise StoreError(f"cannot use the call records {self.path}: {exc}; "
-                             "move the file away to start a new one") from exc  # fmt: skip
+            raise StoreError(f"cannot use the call records {self.path}: {exc}"
+                             f"{_MOVE_AWAY}") from exc  # fmt: skip
         except BaseException:
             conn.close()
             self._conn = None
@@ -273,6 +260,18 @@ class CdrStore:
             self._checkpointer = _Checkpointer(self.path, self.checkpoint_interval)
             self._checkpointer.start()
         return closed
+
+    def _pragmas(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_size_limit = 67108864")
+        if self.checkpoint_interval is not None:
+            # The checkpointer thread copies the WAL into the database; the
+            # reactor thread only does it when that thread falls far behind.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_FALLBACK_CHECKPOINT_PAGES}")
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        found, now_at = migrate(conn, self.clock.seconds())
+        if found != now_at:
+            log.info("%s: call-record schema %d -> %d", self.path, found, now_at)
 
     def close_open(self, reason: str = SHUTDOWN_REASON) -> int:
         """Close this process's open legs as ``failed`` with ``reason``, now; return how many.

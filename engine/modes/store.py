@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +37,7 @@ from typing import Any
 
 from engine.modes.migrations import MODES, ModeStoreError, migrate
 from engine.sites.health import iso
+from engine.sqlite import immediate, open_database
 
 __all__ = ["FILENAME", "MODES", "AuditEntry", "ModeChange", "ModeState", "ModeStore",
            "ModeStoreError"]  # fmt: skip
@@ -137,24 +138,12 @@ class ModeStore:
         """Create or upgrade the database; ModeStoreError when it cannot be used."""
         if self._conn is not None:
             raise RuntimeError("the mode store is already open")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
-        except (OSError, sqlite3.Error) as exc:
-            raise ModeStoreError(f"cannot open the mode database {self.path}: {exc}") from exc
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            # Writes are rare and each one is a customer's promise: fsync every commit.
-            conn.execute("PRAGMA synchronous = FULL")
-            migrate(conn, self.clock())
-        except sqlite3.Error as exc:
-            conn.close()
-            raise ModeStoreError(f"cannot use the mode database {self.path}: {exc}; "
-                                 "move the file away to start a new one") from exc  # fmt: skip
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
+        # Writes are rare and each one is a customer's promise: fsync every commit.
+        self._conn = open_database(
+            self.path, lambda conn: migrate(conn, self.clock()), error=ModeStoreError,
+            what="the mode database", hint="; move the file away to start a new one",
+            synchronous="FULL", timeout=self.busy_timeout,
+        )  # fmt: skip
 
     def close(self) -> None:
         if self._conn is not None:
@@ -178,18 +167,9 @@ class ModeStore:
             raise RuntimeError("the mode store is not open; call open() first")
         return self._conn
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction, the lock taken before anything is read."""
-        conn = self._db()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        return immediate(self._db())
 
     # -- modes --------------------------------------------------------------------------
 

@@ -12,8 +12,6 @@ and the statistics the engine serves.
 from __future__ import annotations
 
 import itertools
-import json
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from vmskit import (
     Server,
     SippServer,
     Traced,
+    api_call,
     b2bua,
     caller_call_ids,
     run_sipp,
@@ -61,15 +60,7 @@ def customers(operators: dict[str, Any], **group: Any) -> dict[str, Any]:
 
 
 def api(engine: Server, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(engine.url(f"/api/v1/customers/itest/{path}"),
-                                     data=data, method=method,
-                                     headers={"authorization": f"Bearer {TOKEN}"})  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return api_call(engine, TOKEN, method, path, body)
 
 
 @pytest.fixture(scope="module")

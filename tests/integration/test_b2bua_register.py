@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +9,7 @@ import pytest
 
 from engine.passwords import hash_password
 from engine.sip.digest import ha1
-from vmskit import TRUNK, ServeFactory, Server, b2bua, run_sipp, scenario, tree
+from vmskit import TRUNK, ServeFactory, Server, api_call, b2bua, run_sipp, scenario, tree
 
 pytestmark = pytest.mark.integration
 
@@ -30,26 +27,24 @@ def customers() -> dict[str, object]:
 
 
 def api(engine: Server, method: str, path: str, body: Any = None) -> int:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(engine.url(f"/api/v1/customers/itest/{path}"),
-                                     data=data, method=method,
-                                     headers={"authorization": f"Bearer {TOKEN}"})  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return int(reply.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
+    return api_call(engine, TOKEN, method, path, body)[0]
 
 
-def test_a_softphone_registers_and_unregisters_and_a_wrong_password_is_refused(
-    sipp: str, serve: ServeFactory, tmp_path: Path
-) -> None:
+def start(serve: ServeFactory) -> Server:
+    """The engine with customer itest, its softphones ready to register."""
     routes = '  - name: desk\n    do: {forward: "+3225550801"}\n'
     # SIPp sends from loopback, which is not a peer here: REGISTER is open to any address.
     server = serve({"desk.yaml": tree(NUMBER, routes)}, [NUMBER],
                    sip=b2bua(f"{TRUNK[0]}:{TRUNK[1]}", peers=["10.0.0.0/8"]),
                    extra={"customers": customers()})  # fmt: skip
     server.wait_stderr(r"1 softphones may register")
+    return server
+
+
+def test_a_softphone_registers_and_unregisters_and_a_wrong_password_is_refused(
+    sipp: str, serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = start(serve)
     path = scenario(tmp_path, "register_uac.xml", USER="anna", PASSWORD="secret")
     result = run_sipp(sipp, tmp_path, path, server.sip, service="anna")
     assert (result.returncode, result.successful, result.failed) == (0, 1, 0), result.explain()
@@ -67,11 +62,7 @@ def test_a_softphone_registers_and_unregisters_and_a_wrong_password_is_refused(
 def test_softphones_added_or_deleted_through_the_api_take_effect_at_once(
     sipp: str, serve: ServeFactory, tmp_path: Path
 ) -> None:
-    routes = '  - name: desk\n    do: {forward: "+3225550801"}\n'
-    server = serve({"desk.yaml": tree(NUMBER, routes)}, [NUMBER],
-                   sip=b2bua(f"{TRUNK[0]}:{TRUNK[1]}", peers=["10.0.0.0/8"]),
-                   extra={"customers": customers()})  # fmt: skip
-    server.wait_stderr(r"1 softphones may register")
+    server = start(serve)
     bruno = {"pin": "4321", "groups": {"desk": 1},
              "softphone": {"user": "bruno", "ha1": ha1("bruno", "itest", "pw")}}  # fmt: skip
     assert api(server, "PUT", "acm/operators/bruno", bruno) == 200

@@ -275,6 +275,25 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def api_call(server: Server, token: str, method: str, path: str, body: Any = None,
+             timeout: float = 10.0) -> tuple[int, Any]:
+    """``METHOD /api/v1/customers/CUSTOMER/PATH`` with ``token`` (``CUSTOMER:SECRET``).
+
+    ``body`` goes as JSON; returns the status and the JSON answered (None if empty).
+    """
+    customer = token.split(":", 1)[0]
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(server.url(f"/api/v1/customers/{customer}/{path}"),
+                                     data=data, method=method,
+                                     headers={"authorization": f"Bearer {token}"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            status, raw = reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    return status, json.loads(raw) if raw else None
+
+
 def wait_healthy(server: Server, timeout: float = 20.0) -> None:
     """Poll ``GET /api/health`` until 200 ``{"status": "ok"}``; fail if the server dies."""
     deadline = time.monotonic() + timeout

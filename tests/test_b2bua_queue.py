@@ -17,7 +17,7 @@ import pytest
 from b2bkit import SDP_ANSWER, FakePlane, FakeStream, Harness, only, responses, tag_of
 from engine.acm.desk import DEFAULT_HANDLING, TICK, QueueDesk
 from engine.acm.events import AcmEvent
-from engine.acm.model import AcmSettings, Group, Operator, Tier
+from engine.acm.model import AcmSettings, Group, Operator, Softphone, Tier
 from engine.calls.media import MediaServices
 from engine.calls.queue import QUEUE_PROMPT_DIR, QUEUE_PROMPTS, AcmServices, announcement
 from engine.config import MediaSettings
@@ -320,6 +320,21 @@ def test_ring_all_rings_the_best_level_together_and_cancels_the_others(h: Harnes
     sent = h.to_trunk()
     assert only(sent, "CANCEL").uri == anna.uri
     assert states(h) == {"anna": "available", "bert": "available", "cleo": "on_call"}
+
+
+def test_ring_all_goes_on_when_a_softphone_is_not_registered(h: Harness) -> None:
+    sam = Operator("sam", (), "1234", MappingProxyType({"sales": 3}),
+                   Softphone("sam", MappingProxyType({"MD5": "0" * 32})))  # fmt: skip
+    acm = settings(replace(SALES, strategy="ring-all"))
+    h.acm = replace(acm, operators=MappingProxyType({**acm.operators, "sam": sam}))  # type: ignore[attr-defined]
+    login(h, "anna", "sam")
+    call(h)
+    (invite,) = invites(h)  # sam has no binding and no number: only anna rings
+    assert number_of(invite) == ANNA
+    assert states(h)["sam"] == "available" and h.sink.kinds("no_answer")[0][1] == "sam"  # type: ignore[attr-defined]
+    h.trunk_answers(invite, 200, SDP_ANSWER)
+    assert streams(h)[0].bridged_to is streams(h)[1]
+    assert states(h)["anna"] == "on_call"
 
 
 def test_tiers_widen_to_lower_levels_after_a_wait(h: Harness) -> None:

@@ -178,9 +178,8 @@ class QueueRun:
 
     def _reach(self, contacts: list[tuple[str, tuple[str, int]]], name: str,
                operator: Operator | None, body: bytes) -> None:  # fmt: skip
-        if self.over or name not in self.offering:
-            self.desk.operator_free(self.customer, name, self.call_id, self.group, "available")
-            return
+        if name not in self.offering:
+            return  # the queue was left meanwhile: stop() let the operator go
         if not contacts and (operator is None or not operator.numbers):
             log.warning("call %s: operator %s has no registered softphone and no number",
                         self.call_id, name)  # fmt: skip

@@ -634,6 +634,21 @@ def _customers(r: _Reader, node: Node, what: str) -> dict[str, Customer]:
             elif user is not None:
                 owner_of_user[user] = cid
         out[cid] = customer
+    # The engine answers a feature number itself, before any tree: it must be nobody's number.
+    features: dict[str, str] = {}
+    for cid, customer in out.items():
+        feature = customer.acm.feature_number if customer.acm is not None else None
+        if feature is None:
+            continue
+        where: Node = found[cid][0] if found else node
+        if feature in owner:
+            r.check.problem(where, f"customer '{cid}': acm.feature_number {feature} is a number "
+                                 f"of customer '{owner[feature]}', whose tree would never get "
+                                 "its calls")  # fmt: skip
+        elif feature in features:
+            r.check.problem(where, f"customer '{cid}': acm.feature_number {feature} is also "
+                                 f"customer '{features[feature]}''s")  # fmt: skip
+        features[feature] = cid
     return out
 
 

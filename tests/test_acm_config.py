@@ -125,6 +125,36 @@ def test_every_problem_at_its_place(tmp_path: Path) -> None:
     ]
 
 
+def test_operator_ids_are_digits_and_unique(tmp_path: Path) -> None:
+    acm = """\
+      groups: {sales: {}}
+      operators:
+        anna: {id: "11", numbers: ["+32470001104"], pin: "1234", groups: {sales: 3}}
+        bert: {id: 11, numbers: ["+32470001105"], pin: "1234", groups: {sales: 1}}
+        carla: {id: "1x", numbers: ["+32470001106"], pin: "1234", groups: {sales: 1}}
+"""
+    assert problems(tmp_path, acm) == [
+        "F:10:9: customers.acme.acm.operators: 'bert' and 'anna' have the same id 11",
+        "F:12:21: customers.acme.acm.operators.carla.id must be 1 to 8 digits (it is keyed on "
+        "a phone)",
+    ]
+
+
+def test_the_feature_number_is_nobodys_number(tmp_path: Path) -> None:
+    acm = """\
+      feature_number: "02 555 12 34"
+      groups: {sales: {}}
+      operators:
+        anna: {id: "11", numbers: ["+32470001104"], pin: "1234", groups: {sales: 3}}
+"""
+    assert problems(tmp_path, acm) == [
+        "F:3:3: customer 'acme': acm.feature_number +3225551234 is a number of customer "
+        "'acme', whose tree would never get its calls",
+    ]
+    config = load_config(write(tmp_path, acm.replace("02 555 12 34", "02 555 12 99")))
+    assert config.customers["acme"].acm.feature_number == "+3225551299"  # type: ignore[union-attr]
+
+
 def test_a_group_whose_only_operator_is_wrong_is_not_also_without_operators(
     tmp_path: Path,
 ) -> None:

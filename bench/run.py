@@ -5,7 +5,9 @@ Run: ``.venv/bin/python bench/run.py [--quick] [--benchmarks redirect,b2bua,medi
 Each benchmark is a module with ``run(options, root, say)`` returning its
 JSON-ready summary and one sentence per thing that could not run; this
 runner parses the command line, calls them in order (redirect, b2bua,
-media, acm, micro), writes ``bench/out/NAME.json`` (git-ignored), prints a closing
+media, acm, micro), writes ``bench/out/NAME.json`` (git-ignored; a step that
+measures more than one thing, as acm does with acm_reserve and acm_queue,
+hands the others back under ``also`` and each gets its own file), prints a closing
 summary of every benchmark's headline figures and targets, and decides the
 exit status. It never asserts on a figure: exit 0 whenever everything ran,
 whatever the figures say; exit 1, with the reasons on stderr, when
@@ -26,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import acm_queue
 import acm_reserve
 import b2bua
 import b2bua_report
@@ -82,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     for flag, mode, rates in (
         ("--rates", "redirect", redirect.DEFAULT_RATES),
         ("--b2bua-rates", "B2BUA", b2bua.DEFAULT_RATES),
+        ("--acm-rates", "ACM queue", acm_queue.DEFAULT_RATES),
     ):
         parser.add_argument(
             flag,
@@ -95,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=b2bua.CALL_SECONDS,
         help=f"B2BUA: how long each call lasts, ACK to BYE (default {b2bua.CALL_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--acm-operators",
+        type=int,
+        default=acm_queue.OPERATORS,
+        help=f"ACM queue: operators in the group (default {acm_queue.OPERATORS}; "
+        f"{acm_queue.QUICK_RATES[0]}/s for {acm_queue.QUICK_SECONDS:g} s with --quick, "
+        f"{acm_queue.SECONDS:g} s per rate otherwise, or --seconds)",
     )
     parser.add_argument(
         "--b2bua-settle",
@@ -182,7 +194,20 @@ def _b2bua(args: argparse.Namespace, done: Summaries) -> tuple[dict[str, Any], l
 
 
 def _acm(args: argparse.Namespace, done: Summaries) -> tuple[dict[str, Any], list[str]]:
-    return acm_reserve.run(acm_reserve.Options(quick=args.quick), ROOT)
+    """acm_reserve, then acm_queue (its summary under ``also``, for bench/out/acm_queue.json)."""
+    summary, problems = acm_reserve.run(acm_reserve.Options(quick=args.quick), ROOT)
+    quick = args.quick and args.acm_rates == acm_queue.DEFAULT_RATES
+    options = acm_queue.Options(
+        rates=acm_queue.QUICK_RATES if quick else args.acm_rates,
+        seconds=args.seconds
+        if args.seconds is not None
+        else (acm_queue.QUICK_SECONDS if args.quick else acm_queue.SECONDS),
+        operators=max(1, args.acm_operators),
+        fine_clock=not args.no_fine_clock,
+        keep=args.keep,
+    )
+    queue, more = acm_queue.run(options, ROOT)
+    return {**summary, "also": {"acm_queue": queue}}, problems + more
 
 
 def _media(args: argparse.Namespace, done: Summaries) -> tuple[dict[str, Any], list[str]]:
@@ -220,6 +245,7 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "b2bua": b2bua_report.headlines,
     "media": rtp_media.headlines,
     "acm": acm_reserve.headlines,
+    "acm_queue": acm_queue.headlines,
     "micro": micro.headlines,
 }
 
@@ -267,12 +293,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in _selected(args):
         summary, problems = BENCHMARKS[name](args, summaries)
         errors += problems
-        summaries[name] = summary
-        if summary:
-            OUT.mkdir(parents=True, exist_ok=True)
-            path = OUT / f"{name}.json"
-            path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-            print(f"\nsummary written to {path.relative_to(ROOT)}", flush=True)
+        also = summary.pop("also", {}) if summary else {}
+        for key, part in {name: summary, **also}.items():
+            summaries[key] = part
+            if part:
+                OUT.mkdir(parents=True, exist_ok=True)
+                path = OUT / f"{key}.json"
+                path.write_text(json.dumps(part, indent=2, ensure_ascii=False) + "\n")
+                print(f"\nsummary written to {path.relative_to(ROOT)}", flush=True)
     if len(summaries) > 1:
         print(_closing(summaries))
     for error in errors:

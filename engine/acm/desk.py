@@ -168,8 +168,9 @@ class QueueDesk:
             group.waiting.remove(run)
             if not group.waiting:
                 del self._groups[key]
-        if why is not None:
-            self.emit(run.customer, why, run.group.name, run.call_id)
+        if why is None:  # answered: it left the shared queue when it was offered
+            return
+        self.emit(run.customer, why, run.group.name, run.call_id)
         d = self.state.dequeue(run.customer, run.group.name, run.call_id)
         d.addCallback(lambda _: self.kick(run.customer, run.group.name))
         d.addErrback(self._failed, f"dequeueing call {run.call_id}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from twisted.internet.task import Clock
 
 from engine.acm.erlang import agents_needed
 from engine.acm.events import AcmEvent
+from engine.acm.mailconfig import EmailSettings
 from engine.acm.report import (
     SERVICE_TARGET,
     OperatorFigures,
@@ -430,3 +432,17 @@ def test_a_version_1_database_is_upgraded(tmp_path: Path, clock: Clock) -> None:
         conn.close()
     assert "SEARCH old USING INDEX events_by_age (at<?)" in plan
     assert committed(path) == 1
+
+
+def test_e_mails_are_answered_in_time_by_their_own_threshold() -> None:
+    email = EmailSettings("sales", service_level=3 * 3600.0)
+    acm = replace(ACM, email=email)
+    events = [
+        AcmEvent(at("09:00:00"), "acme", "queued", "email", "sales", "m1"),
+        AcmEvent(at("11:00:00"), "acme", "answered", "email", "sales", "m1", "anna"),
+        AcmEvent(at("09:00:00"), "acme", "queued", "email", "sales", "m2"),
+        AcmEvent(at("13:00:00"), "acme", "answered", "email", "sales", "m2", "anna"),
+    ]
+    report = compute(events, "acme", acm, at("08:00:00"), at("17:00:00"))
+    (mail,) = [q for q in report.queues if q.channel == "email"]
+    assert (mail.answered, mail.answered_in_target, mail.service_level) == (2, 1, 50.0)

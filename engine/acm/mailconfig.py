@@ -22,7 +22,7 @@ from routing_trees.source import Checker, Node, did_you_mean
 
 __all__ = ["EmailSettings", "ImapSource", "Rule", "SmtpIntake", "read_email"]
 
-_KEYS = ("smtp", "imap", "rules", "default_group", "max_size", "hold")
+_KEYS = ("smtp", "imap", "rules", "default_group", "max_size", "hold", "service_level")
 _SMTP_KEYS = ("listen", "port", "domains")
 _IMAP_KEYS = ("host", "port", "tls", "user", "password_file", "mailbox", "poll")
 _RULE_KEYS = ("to", "from", "subject", "group")
@@ -84,6 +84,9 @@ class EmailSettings:
     max_size: int = 10 * MIB
     #: Seconds an operator handling an e-mail is kept from calls; each look at it renews them.
     hold: float = 600.0
+    #: Seconds within which an e-mail counts as answered in time (statistics): e-mails are
+    #: answered in hours, calls in seconds (the groups' ``service_level``).
+    service_level: float = 4 * 3600.0
 
     def group_for(self, recipients: Iterable[str], sender: str, subject: str) -> str:
         """The group an e-mail goes to."""
@@ -122,10 +125,14 @@ def read_email(
     hold: float | None = EmailSettings.hold
     if "hold" in fields:
         hold = check.number(fields["hold"][1], f"{what}.hold", 30.0)
-    if len(check.problems) > before or None in (default, max_size, hold):
+    service_level: float | None = EmailSettings.service_level
+    if "service_level" in fields:
+        service_level = check.number(fields["service_level"][1], f"{what}.service_level", 1.0)
+    if len(check.problems) > before or None in (default, max_size, hold, service_level):
         return None
     assert default is not None and max_size is not None and hold is not None
-    return EmailSettings(default, smtp, imap, tuple(rules), max_size, hold)
+    assert service_level is not None
+    return EmailSettings(default, smtp, imap, tuple(rules), max_size, hold, service_level)
 
 
 def _group(check: Checker, node: Node, what: str, groups: Collection[str]) -> str | None:

@@ -204,6 +204,13 @@ def compute(
     return Report(customer, since, until, queues, channels, operators, staffing, service_target)
 
 
+def _threshold(acm: AcmSettings, group: str, channel: str) -> float:
+    """T of the service level: the e-mail settings' for e-mails, the group's for calls."""
+    if channel == "email" and acm.email is not None:
+        return acm.email.service_level
+    return _group(acm, group).service_level
+
+
 def _group(acm: AcmSettings, name: str) -> Group:
     """The group's settings; defaults for a group no longer configured."""
     return acm.groups.get(name) or Group(name)
@@ -222,7 +229,7 @@ def _contacts(
         if contact is None:
             if e.kind not in ("queued", "no_agents"):
                 continue  # it came before the window
-            contact = found[key] = _Contact(e.at, _group(acm, e.group).service_level)
+            contact = found[key] = _Contact(e.at, _threshold(acm, e.group, e.channel))
         if e.kind in _OUTCOMES and not contact.outcome:
             contact.outcome, contact.left, contact.answered_by = e.kind, e.at, e.operator
         elif e.kind == "ended" and contact.outcome == "answered" and contact.ended is None:

@@ -70,7 +70,7 @@ from common import (
     tree_cpu_ticks,
     tree_runtime_ns,
 )
-from measure import SERVER_CPU, SIPP_CPU, Step
+from measure import SERVER_CPU, SIPP_CPU, IdledStep
 from report import fixed, num, rounded
 from servers import EngineServer
 from sipp import Sipp, SippRun, SippUas
@@ -251,22 +251,13 @@ class QueueEngine(EngineServer):
 
 
 @dataclass
-class QueueStep(Step):
+class QueueStep(IdledStep):
     """One rate: the callers' SIPp, the trunk's, /proc, and the engine's queue figures."""
 
     uas: SippRun | None = None
     queue: dict[str, Any] | None = None
     waits: list[float] | None = None
     redis_cpu_s: float = 0.0
-    window_s: float = 0.0  # from the first /proc sample to the last (run + settle)
-    idle_cpu_us_per_s: float | None = None
-
-    @property
-    def cpu_us_per_call_less_idle(self) -> float | None:
-        if not self.completed or self.idle_cpu_us_per_s is None:
-            return None
-        idle_s = self.idle_cpu_us_per_s / 1e6 * self.window_s
-        return max(0.0, self.server_cpu_s - idle_s) / self.completed * 1e6
 
     @property
     def offered_rate(self) -> float | None:

@@ -53,7 +53,15 @@ from typing import Any
 import b2bua_report
 from b2bua_servers import B2buaEngine, KamailioProxy
 from common import BenchError, Sample, core_speed
-from measure import SERVER_CPU, SIPP_CPU, LoadBenchmark, LoadOptions, Server, ServerResult, Step
+from measure import (
+    SERVER_CPU,
+    SIPP_CPU,
+    IdledStep,
+    LoadBenchmark,
+    LoadOptions,
+    Server,
+    ServerResult,
+)
 from sipp import SippRun, SippUas
 
 __all__ = ["DEFAULT_RATES", "B2buaResult", "B2buaStep", "Options", "default_settle", "run"]
@@ -77,12 +85,10 @@ class Options(LoadOptions):
 
 
 @dataclass
-class B2buaStep(Step):
+class B2buaStep(IdledStep):
     """One rate: the caller's SIPp (``sipp``), the callee's, and what /proc says."""
 
     uas: SippRun | None = None
-    window_s: float = 0.0  # from the first /proc sample to the last (run + settle)
-    idle_cpu_us_per_s: float | None = None
     core_speed: float | None = None  # common.core_speed of the server's core before the step
 
     @property
@@ -108,13 +114,6 @@ class B2buaStep(Step):
     @property
     def retransmissions(self) -> int:
         return self.sipp.retransmissions + (self.uas.retransmissions if self.uas else 0)
-
-    @property
-    def cpu_us_per_call_less_idle(self) -> float | None:
-        if not self.completed or self.idle_cpu_us_per_s is None:
-            return None
-        idle_s = self.idle_cpu_us_per_s / 1e6 * self.window_s
-        return max(0.0, self.server_cpu_s - idle_s) / self.completed * 1e6
 
 
 @dataclass

@@ -335,3 +335,18 @@ def _idle(server: Server, seconds: float) -> float:
     time.sleep(seconds)
     used = tree_runtime_ns(server.pid) - before
     return used / 1000 / (time.monotonic() - start)
+
+
+@dataclass
+class IdledStep(Step):
+    """A step of a server also measured with no load: its CPU per call less the idle part."""
+
+    window_s: float = 0.0  # from the first /proc sample to the last (run + settle)
+    idle_cpu_us_per_s: float | None = None
+
+    @property
+    def cpu_us_per_call_less_idle(self) -> float | None:
+        if not self.completed or self.idle_cpu_us_per_s is None:
+            return None
+        idle_s = self.idle_cpu_us_per_s / 1e6 * self.window_s
+        return max(0.0, self.server_cpu_s - idle_s) / self.completed * 1e6

@@ -1,62 +1,26 @@
 """The ACM part of the SharedState contract: presence, reservations, queues, counters.
 
-Every test runs against the memory backend and a real ``redis-server``, both
-on a ``task.Clock`` the tests move (lease expiry without waiting), each
-Redis test under a fresh key prefix, as in tests/test_state_contract.py.
+Every test runs against the memory backend and a real ``redis-server`` with
+the fixtures of tests/test_state_contract.py (a ``task.Clock`` the tests
+move, so leases expire without waiting; a fresh key prefix per Redis test).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
-from twisted.internet.task import Clock
+import test_state_contract as contract
 
 from engine.state.interface import HELD, MAX_PRIORITY, QUEUE_LEASE, OperatorInfo, SharedState
-from engine.state.memory import MemoryState
-from engine.state.redis import RedisClient
-from engine.state.redis_state import RedisState
-from rediskit import RedisServer, running_redis
 
-T0 = 1_700_000_000.0
+Backend = contract.Backend
+backend = contract.backend
+redis_server = contract.redis_server
+
+T0 = contract.T0
 TTL = 15.0
 C = "acme"
 STATES = ["logged_out", "available", "ringing", "on_call", "wrap_up", "break"]
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(Path(tmp_path_factory.mktemp("redis"))) as server:
-        yield server
-
-
-@dataclass
-class Backend:
-    name: str
-    state: SharedState
-    clock: Clock
-
-
-@pytest.fixture(params=["memory", "redis"])
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    clock = Clock()
-    clock.advance(T0)
-    state: Any
-    if request.param == "memory":
-        state = MemoryState(clock)
-    else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        client = RedisClient(reactor, "127.0.0.1", server.port)
-        state = RedisState(client, clock, prefix=f"test:{uuid.uuid4().hex}:")
-    pytest_twisted.blockon(state.ready().addTimeout(10, reactor))
-    yield Backend(request.param, state, clock)
-    pytest_twisted.blockon(state.close().addTimeout(10, reactor))
 
 
 async def states(state: SharedState, group: str, customer: str = C) -> dict[str, str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from configkit import problems_of
 
 from engine.acm.model import Group, Tier
 from engine.config import load_config
-from routing_trees.source import SourceError
 
 HEAD = """\
 trees: trees/
@@ -39,10 +39,7 @@ def write(tmp_path: Path, acm: str, head: str = HEAD) -> Path:
 
 
 def problems(tmp_path: Path, acm: str, head: str = HEAD) -> list[str]:
-    path = write(tmp_path, acm, head)
-    with pytest.raises(SourceError) as info:
-        load_config(path)
-    return [str(p).replace(str(path), "F") for p in info.value.problems]
+    return problems_of(write(tmp_path, acm, head))
 
 
 def test_the_issue_example_reads_with_defaults_and_a_starting_tier(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from configkit import problems_of
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
@@ -42,7 +43,6 @@ from engine.modes.store import ModeStore
 from engine.passwords import hash_password
 from engine.state.memory import MemoryState
 from rediskit import free_port
-from routing_trees.source import SourceError
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using readBody with a transport")
 
@@ -88,10 +88,7 @@ def write(tmp_path: Path, email: str, port: int = 2525) -> Path:
 
 
 def problems(tmp_path: Path, email: str) -> list[str]:
-    path = write(tmp_path, email)
-    with pytest.raises(SourceError) as info:
-        load_config(path)
-    return [str(p).replace(str(path), "F") for p in info.value.problems]
+    return problems_of(write(tmp_path, email))
 
 
 class Events(list[AcmEvent]):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from configkit import problems_of
 
 from engine.config import SipSettings, load_config, parse_hostport
 from engine.passwords import hash_password, is_hash, verify_password
-from routing_trees.source import SourceError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,10 +20,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def problems(tmp_path: Path, text: str) -> list[str]:
-    path = write(tmp_path, text)
-    with pytest.raises(SourceError) as info:
-        load_config(path)
-    return [str(p).replace(str(path), "F") for p in info.value.problems]
+    return problems_of(write(tmp_path, text))
 
 
 def test_the_demo_configuration_is_valid() -> None:

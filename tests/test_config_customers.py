@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from configkit import problems_of
 
 from engine.config import DRS_PROMPT_KEYS, SmtpSettings, load_config
 from engine.passwords import hash_password
@@ -25,10 +26,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def problems(tmp_path: Path, text: str) -> list[str]:
-    path = write(tmp_path, text)
-    with pytest.raises(SourceError) as info:
-        load_config(path)
-    return [str(p).replace(str(path), "F") for p in info.value.problems]
+    return problems_of(write(tmp_path, text))
 
 
 def test_a_customer_with_contacts_token_and_affiliated_numbers(tmp_path: Path) -> None:

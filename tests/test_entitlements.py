@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from configkit import problems_of
 
 from engine import cli
 from engine.config import Customer, load_config
 from engine.formulas import FORMULAS, Component, may, offers
 from engine.passwords import hash_password
 from routing_trees.entitlements import TRM_FORMULAS
-from routing_trees.source import SourceError
 
 STD, OPT = "standard", "option"
 
@@ -103,10 +103,7 @@ def write(tmp_path: Path, customers: str) -> Path:
 
 
 def problems(tmp_path: Path, customers: str) -> list[str]:
-    path = write(tmp_path, customers)
-    with pytest.raises(SourceError) as info:
-        load_config(path)
-    return [str(p).replace(str(path), "F") for p in info.value.problems]
+    return problems_of(write(tmp_path, customers))
 
 
 def test_the_configuration_refuses_options_the_formula_does_not_offer(tmp_path: Path) -> None:

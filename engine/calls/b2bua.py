@@ -141,12 +141,12 @@ class B2bua:
     def _plan(self, request: Request) -> Plan | None:
         """What to do with a new call: the engine's own service, or its tree's decision."""
         drs = self.ctx.drs
-        if drs is not None and called_number(request) == drs.service_number:
-            return Plan(caller_number(request), drs.service_number, "", "drs-service", None, "drs")
         phone = self.ctx.acm.phone if self.ctx.acm is not None else None
-        if phone is not None:
+        if drs is not None or phone is not None:  # the engine's own services come first
             called = called_number(request)
-            customer = phone.numbers.get(called) if called is not None else None
+            if drs is not None and called == drs.service_number:
+                return Plan(caller_number(request), called, "", "drs-service", None, "drs")
+            customer = phone.numbers.get(called) if phone is not None and called else None
             if called is not None and customer is not None:
                 return Plan(caller_number(request), called, customer, "acm-feature", None,
                             "operator")  # fmt: skip

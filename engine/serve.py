@@ -15,7 +15,7 @@ import resource
 import signal
 import socket
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +135,11 @@ def serve(config: Config) -> int:
     cache = PromptCache()
     prompts: dict[str, Prompt] = {}  # the running trees' prompts; replaced with the trees
     services = drs_prompt_paths(config) if config.drs_service_number else {}
+    queue_paths: dict[str, str] = {}  # by key: the queues' music and words
     if any(c.acm is not None for c in config.customers.values()):
-        services.update(_acm_prompt_paths())
+        queue_paths = _prompt_paths(QUEUE_PROMPT_DIR, QUEUE_PROMPTS)
+        services.update({f"queue {key}": path for key, path in queue_paths.items()})
+        services.update({f"operator {key}": path for key, path in PHONE_PATHS.items()})
     queue_prompts: dict[str, Prompt] = {}  # by key, for the queues' announcements
 
     def load() -> TreeSet:
@@ -146,8 +149,7 @@ def serve(config: Config) -> int:
             loaded = _load_prompts(trees, cache, services)
             prompts.clear()
             prompts.update(loaded)
-            queue_prompts.update({role[6:]: loaded[path] for role, path in services.items()
-                                  if role.startswith("queue ")})  # fmt: skip
+            queue_prompts.update({key: loaded[path] for key, path in queue_paths.items()})
         return trees
 
     try:
@@ -166,11 +168,13 @@ def serve(config: Config) -> int:
     return _run(reactor, config, trees, load, prompts, queue_prompts)
 
 
-def _acm_prompt_paths() -> dict[str, str]:
-    """The queue's and the operator phone service's prompts, by role ("queue music" ...)."""
-    paths = {f"queue {key}": QUEUE_PROMPT_DIR / f"{key}.wav" for key in QUEUE_PROMPTS}
-    paths.update({f"operator {key}": PHONE_PROMPT_DIR / f"{key}.wav" for key in PHONE_PROMPTS})
-    return {role: str(path) for role, path in paths.items()}
+def _prompt_paths(directory: Path, keys: Iterable[str]) -> dict[str, str]:
+    """Shipped prompts by key: ``directory/KEY.wav``."""
+    return {key: str(directory / f"{key}.wav") for key in keys}
+
+
+#: The operator phone service's prompts by key.
+PHONE_PATHS = _prompt_paths(PHONE_PROMPT_DIR, PHONE_PROMPTS)
 
 
 def _check_servable(trees: TreeSet, mode: str, status: int) -> None:
@@ -308,9 +312,7 @@ def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSe
         assert state is not None
         queues = None
         if acm is not None:
-            phone = {role[9:]: path for role, path in _acm_prompt_paths().items()
-                     if role.startswith("operator ")}  # fmt: skip
-            queues = AcmServices(acm.desk, queue_prompts, acm.phone(phone, services.pool))
+            queues = AcmServices(acm.desk, queue_prompts, acm.phone(PHONE_PATHS, services.pool))
         b2bua = _b2bua(reactor, config, stack, router, floods, sites, transports, local,
                        (trunk_ip, sip.trunk[1]), media, state, queues,
                        directory=acm.directory if acm is not None else None,

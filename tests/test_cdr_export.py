@@ -97,10 +97,44 @@ def test_csv_quotes_what_needs_quoting_as_the_csv_module_reads_it(tmp_path: Path
     assert header == list(FIELDS)
     got = dict(zip(header, row, strict=True))
     assert (got["call_id"], got["route"], got["sip_call_id"], got["reason"]) == (
-        "c,1", 'the "night" rule, part 2', 'x"y@pbx', "line one\r\nline two; Zürich ✓")
+        "c,1",
+        'the "night" rule, part 2',
+        'x"y@pbx',
+        "line one\r\nline two; Zürich ✓",
+    )
     expected = io.StringIO()
     csv.writer(expected, lineterminator="\r\n").writerow(row)
     assert out.getvalue() == HEADER + expected.getvalue()  # the csv module's own quoting
+
+
+@pytest.mark.parametrize(
+    ("call_id", "cell"),
+    [
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("\tx", "'\tx"),
+        ("+3225550000", "+3225550000"),  # a number stays what billing tools read
+        ("-1", "-1"),
+        ("+", "'+"),
+        ("a=b@pbx", "a=b@pbx"),
+    ],
+)
+def test_csv_cells_never_start_a_spreadsheet_formula(tmp_path: Path, call_id: str,
+                                                     cell: str) -> None:  # fmt: skip
+    """The SIP Call-ID comes from the wire as it is (the caller is E.164 or empty)."""
+    store = open_store(tmp_path / "cdr.sqlite")
+    store.leg_ended(leg("c1", 0, sip_call_id=call_id).finish(T0 + 1, "busy", 486))
+    store.close()
+    out = io.StringIO()
+    export(tmp_path, "csv", out)
+    _, row = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    got = dict(zip(FIELDS, row, strict=True))
+    assert (got["sip_call_id"], got["caller"]) == (cell, "+3226001122")
+    jsonl = io.StringIO()
+    export(tmp_path, "jsonl", jsonl)
+    assert json.loads(jsonl.getvalue())["sip_call_id"] == call_id  # JSON is data: as it came
 
 
 def many(data_dir: Path, starts: list[float]) -> None:

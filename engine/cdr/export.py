@@ -12,7 +12,8 @@ per row, which keeps a year of records quick to export.
 Formats (the same fields, in :data:`engine.cdr.record.FIELDS` order: the
 contract's, then the extras):
 
-- CSV (RFC 4180, CRLF line ends): a header row, then one row per leg;
+- CSV (RFC 4180, CRLF line ends): a header row, then one row per leg; a text
+  cell a spreadsheet would run as a formula (``=...``, ``@...``) starts with ``'``;
 - JSONL: one JSON object per line with those keys.
 
 Times are ISO 8601 UTC with milliseconds (``2026-12-01T10:00:00.123Z``),
@@ -88,13 +89,26 @@ def _value(name: str, fmt: str) -> str:
         flag = "CASE WHEN other_operator THEN 'true' ELSE 'false' END"
         return flag if fmt == "csv" else f"json({flag})"
     if fmt == "csv" and name not in ("leg", "sip_code", "outcome"):
-        # RFC 4180: a field holding a comma, a quote or a line break is quoted,
-        # its quotes doubled (as Python's csv module does, QUOTE_MINIMAL).
-        special = " OR ".join(f"instr({column}, {c})" for c in ("','", "'\"'", "char(10)",
-                                                                "char(13)"))  # fmt: skip
-        return (f"CASE WHEN {special} THEN '\"' || replace({column}, '\"', '\"\"') || '\"' "
-                f"ELSE {column} END")
+        return _csv_cell(column)
     return column
+
+
+def _csv_cell(column: str) -> str:
+    """A text field as a CSV cell that no spreadsheet runs as a formula.
+
+    Callers, Call-IDs and reasons come from the wire, and a cell starting
+    with ``=``, ``+``, ``-``, ``@``, a tab or a CR is a formula to a
+    spreadsheet (OWASP "CSV injection"): such a cell gets a leading ``'``,
+    unless it is a plain number (``+3222001000``), which billing tools must
+    read as is. Then RFC 4180: a cell holding a comma, a quote or a line
+    break is quoted, its quotes doubled (as Python's csv module does).
+    """
+    number = f"({column} GLOB '[+-][0-9]*' AND substr({column}, 2) NOT GLOB '*[^0-9]*')"
+    risky = f"substr({column}, 1, 1) IN ('=', '+', '-', '@', char(9), char(13))"
+    cell = f"(CASE WHEN {risky} AND NOT {number} THEN '''' || {column} ELSE {column} END)"
+    special = " OR ".join(f"instr({column}, {c})" for c in ("','", "'\"'", "char(10)",
+                                                            "char(13)"))  # fmt: skip
+    return f"CASE WHEN {special} THEN '\"' || replace({cell}, '\"', '\"\"') || '\"' ELSE {cell} END"
 
 
 def _line(fmt: str) -> str:

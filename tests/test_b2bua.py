@@ -367,6 +367,28 @@ def test_session_timer_towards_the_callee_is_refreshed_by_us(h: Harness) -> None
     h.trunk_answers(only(h.to_trunk(), "UPDATE"), 200)
 
 
+def test_a_session_refresh_repeats_the_last_accepted_offer_not_the_first(h: Harness) -> None:
+    """RFC 3264 §8: a refresh re-INVITE carries the session as it is now (after a hold)."""
+    h.caller_sends(h.invite())
+    invite = placed(h)
+    h.trunk_answers(invite, 200, SDP_ANSWER, extra={"session-expires": "120;refresher=uac"})
+    tag = to_tag(final(h))
+    h.caller_sends(h.caller_in_dialog("ACK", tag, cseq=1, branch="z9hG4bK-ack"))
+    only(h.to_trunk(), "ACK")
+    hold = SDP_OFFER.replace(b"m=audio", b"a=sendonly\r\nm=audio")
+    h.caller_sends(h.caller_in_dialog("INVITE", tag, body=hold))
+    h.trunk_answers(only(h.to_trunk(), "INVITE"), 200, SDP_ANSWER)
+    only(h.to_trunk(), "ACK")
+    refused = SDP_OFFER.replace(b"m=audio", b"a=inactive\r\nm=audio")
+    h.caller_sends(h.caller_in_dialog("INVITE", tag, body=refused))
+    h.trunk_answers(only(h.to_trunk(), "INVITE"), 488)
+    h.to_trunk()
+    h.clock.advance(60)
+    refresh = only(h.to_trunk(), "INVITE")  # no UPDATE in the callee's Allow
+    assert refresh.get("session-expires") == "120;refresher=uac"
+    assert refresh.body == hold  # not the first offer, nor the refused one
+
+
 def test_session_timer_with_the_caller_as_refresher_ends_a_silent_call(h: Harness) -> None:
     h.caller_sends(h.invite(extra="Supported: timer\r\nSession-Expires: 120\r\n"))
     invite = placed(h)

@@ -41,7 +41,15 @@ from engine.calls.queue import QueueRun
 from engine.calls.records import CallRecords
 from engine.calls.session import CALLEE, CALLER, SessionTimers, refresh_request
 from engine.sip.message import Request, Response
-from engine.sip.transaction import ServerInvite, ServerNonInvite, Transaction, Transport
+from engine.sip.timers import Timer
+from engine.sip.transaction import (
+    ClientInvite,
+    ClientNonInvite,
+    ServerInvite,
+    ServerNonInvite,
+    Transaction,
+    Transport,
+)
 from media.dtmf import format_dtmf_relay, parse_dtmf_relay
 from media.sdp import SdpError
 from routing_trees.model import Action, Announce, Forward, Menu, Queue, Reject, Split, walk
@@ -49,12 +57,14 @@ from routing_trees.model import Action, Announce, Forward, Menu, Queue, Reject, 
 if TYPE_CHECKING:
     from engine.calls.b2bua import B2bua
     from engine.router import Route
+    from engine.sip.stack import SipStack
 
 __all__ = ["Call", "Plan"]
 
 log = logging.getLogger(__name__)
 
 ServerTxn = ServerInvite | ServerNonInvite
+ClientTransaction = ClientInvite | ClientNonInvite
 Leg = InboundLeg | OutboundLeg
 #: What a cancelled leg's record says about why.
 _REASONS = {NO_ANSWER: "ring timeout", "ring_limit": "ring time limit of the call",
@@ -62,10 +72,25 @@ _REASONS = {NO_ANSWER: "ring timeout", "ring_limit": "ring time limit of the cal
 _ANSWERED = ("answered", "confirmed")
 
 
+#: _needs_media's answers by action (kept with the action: an id is reused once it is freed).
+_media_of: dict[int, tuple[Action, bool]] = {}
+
+
 def _needs_media(action: Action | None) -> bool:
-    """Whether the engine may have to play or listen somewhere in this action tree."""
-    return action is not None and any(isinstance(a, Announce | Menu | Queue)
-                                      for _, a in walk(action))  # fmt: skip
+    """Whether the engine may have to play or listen somewhere in this action tree.
+
+    Asked on every INVITE of the same few rules' actions: walked once each.
+    """
+    if action is None:
+        return False
+    known = _media_of.get(id(action))
+    if known is not None and known[0] is action:
+        return known[1]
+    if len(_media_of) >= 4096:  # trees reloaded many times: forget the old actions
+        _media_of.clear()
+    needs = any(isinstance(a, Announce | Menu | Queue) for _, a in walk(action))
+    _media_of[id(action)] = (action, needs)
+    return needs
 
 
 def _is_ip(host: str) -> bool:
@@ -126,6 +151,10 @@ class Call:
         # A relayed re-INVITE without SDP: its 2xx carried the offer, so our ACK to
         # that side waits for the originator's, which carries the answer (§13.2.2.4).
         self.pending_ack: tuple[Leg, int, Dialog, int, Transport] | None = None
+        self.reinvite_guard: Timer | None = None  # CANCELs a relayed re-INVITE left ringing
+        # The session description last sent to each side after the call's set-up (relayed
+        # re-INVITE/UPDATE offers and answers): a session refresh repeats it (RFC 3264 §8).
+        self.sdp_sent: dict[str, bytes] = {}
         self.ended = False
         self.media: CallMedia | None = None  # once the engine is a media endpoint
         self.menu: MenuRun | None = None
@@ -372,6 +401,7 @@ class Call:
             return
         media = self.media
         if media is None:
+            self.inbound.carry_sdp_of(leg, response)
             self.inbound.ring(response)
         elif media.callee_sdp(response.body):  # the callee's early media, bridged
             media.bridge(answered=False)
@@ -396,6 +426,7 @@ class Call:
         self.session.callee_answered(response)
         if self.media is None:
             self.outcome = "answered"
+            self.inbound.carry_sdp_of(leg, response)
             self.inbound.answer(response)
             return
         leg.relay_ack(None)  # we are the callee's UAC for media: our ACK goes at once
@@ -421,7 +452,8 @@ class Call:
             self.media.drop_callee()
         if outcome is None:
             assert status is not None
-            self._end_with("rejected", status, reason)  # the callee's own answer, as it came
+            # The callee's own answer, as it came: a 3xx with its targets.
+            self._end_with("rejected", status, reason, leg.redirect_targets())
             return
         self._outcome(leg, outcome, status)
 
@@ -449,13 +481,14 @@ class Call:
         code, reason = final_for(outcome, status)
         self._end_with(outcome, code, reason)
 
-    def _end_with(self, outcome: str, status: int, reason: str | None) -> None:
+    def _end_with(self, outcome: str, status: int, reason: str | None,
+                  headers: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
         self.current = None
         if self.inbound.state in _ANSWERED:  # answered by the engine (announce, menu)
             self.hang_up(f"{outcome} ({status} {reason or ''})".replace(" )", ")"))
             return
         self.outcome = outcome
-        self.inbound.reject(status, reason)
+        self.inbound.reject(status, reason, headers)
 
     # -- what the caller does --------------------------------------------------------------
 
@@ -517,6 +550,7 @@ class Call:
             dialog, transport = self.bridged.dialog, self.ctx.transport
             peer = self.bridged.answer or self.bridged.invite
             sdp = self.bridged.invite.body if self.bridged.invite else b""
+        sdp = self.sdp_sent.get(side, sdp)
         allow_update = peer is not None and any(m.upper() == "UPDATE" for m in peer.values("allow"))
         request = refresh_request(dialog, allow_update, interval, sdp)
         self._send(
@@ -566,15 +600,21 @@ class Call:
         def answered(response: Response | None) -> None:
             self._relayed(origin, txn, request, dialog, out, transport, response, side)
 
-        self._send(dialog, out, transport, answered, provisional=is_invite)
+        sent = self._send(dialog, out, transport, answered, provisional=is_invite)
+        if is_invite:  # a peer that rings but never answers must not hold re-INVITEs off (491)
+            stack = self.ctx.stack
+            self.reinvite_guard = stack.timers.call_later(64 * stack.t1, _cancel_stuck, sent, stack)
 
     def _relayed(
         self, origin: Leg, txn: ServerTxn, request: Request, dialog: Dialog, out: Request,
         transport: Transport, response: Response | None, side: str,
     ) -> None:  # fmt: skip
         tag = origin.dialog.local_tag if origin.dialog is not None else ""
-        if request.method == "INVITE" and response is not None and response.status >= 200:
+        if request.method == "INVITE" and (response is None or response.status >= 200):
             self.pending_reinvite = None
+            if self.reinvite_guard is not None:
+                self.reinvite_guard.cancel()
+                self.reinvite_guard = None
         if response is None:
             txn.respond(request.response(408 if request.method != "BYE" else 481, None, tag))
             return
@@ -592,6 +632,8 @@ class Call:
                 origin_dialog.refresh_target(request)
             answer.headers["contact"] = [self.ctx.contact]
             self.session.refreshed(side)
+            self._note_sdp(CALLEE if side == CALLER else CALLER, out)  # an accepted offer
+            self._note_sdp(side, answer)
         txn.respond(answer)
         if request.method == "INVITE" and response.status < 300:
             if request.body:  # the offer went with the INVITE: nothing to wait for
@@ -626,7 +668,9 @@ class Call:
             response.headers["content-type"] = ["application/sdp"]
             response.body = body
         response.headers["contact"] = [self.ctx.contact]
-        self.session.answer_refresh(CALLER if from_caller else CALLEE, request, response)
+        side = CALLER if from_caller else CALLEE
+        self.session.answer_refresh(side, request, response)
+        self._note_sdp(side, response)
         txn.respond(response)
         return True
 
@@ -641,21 +685,36 @@ class Call:
         self.pending_ack = None
         _, _, dialog, seq, transport = pending
         ctype = request.get("content-type")
-        self.send_ack_on(dialog, dialog.ack(seq, request.body, ctype), transport=transport)
+        ack = dialog.ack(seq, request.body, ctype)
+        self._note_sdp(CALLEE if origin is self.inbound else CALLER, ack)
+        self.send_ack_on(dialog, ack, transport=transport)
+
+    def _note_sdp(self, side: str, message: Request | Response) -> None:
+        """Remember a session description going to ``side``, for its session refreshes."""
+        if message.body and (message.get("content-type") or "").lower().startswith(
+            "application/sdp"
+        ):
+            self.sdp_sent[side] = message.body
 
     # -- sending --------------------------------------------------------------------------
 
-    def _address(self, dialog: Dialog, transport: Transport) -> tuple[str, int]:
-        """Where a dialog's requests go; a name we cannot resolve here goes by the peer we know."""
+    def _address(self, dialog: Dialog) -> tuple[str, int]:
+        """Where a dialog's requests go; a name we cannot resolve here goes by the peer we know.
+
+        That peer is the dialog's side, not the transport: the caller and the
+        trunk usually reach the engine on the same UDP socket, and a caller's
+        Contact or Record-Route naming its PBX by host name must not send the
+        caller's BYE to the trunk.
+        """
         for leg in self.legs:  # a softphone behind a NAT: where its REGISTER came from
             if leg.target is not None and dialog in leg.dialogs.values():
                 return leg.target[1]
         host, port = dialog.next_hop()
         if _is_ip(host):
             return host, port
-        if transport is self.ctx.transport:
-            return self.ctx.trunk
-        return self.inbound.source
+        if dialog is self.inbound.dialog:
+            return self.inbound.source
+        return self.ctx.trunk
 
     def send_in_dialog(self, dialog: Dialog, method: str, transport: Transport,
                        done: Callable[[Response | None], None]) -> None:  # fmt: skip
@@ -668,18 +727,18 @@ class Call:
     def _send(
         self, dialog: Dialog, request: Request, transport: Transport,
         done: Callable[[Response | None], None] | None, provisional: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> ClientTransaction:  # fmt: skip
         user = _Final(done, provisional)
-        self.ctx.stack.send_request(request, transport, self._address(dialog, transport), user,
-                                    self.ctx.local)  # fmt: skip
+        return self.ctx.stack.send_request(request, transport, self._address(dialog), user,
+                                           self.ctx.local)  # fmt: skip
 
     def send_ack_on(self, dialog: Dialog, ack: Request, resend: bool = False,
                     transport: Transport | None = None) -> None:  # fmt: skip
         transport = transport or self.ctx.transport
         if resend and "via" in ack.headers:
-            transport.send(ack.to_bytes(), self._address(dialog, transport))
+            transport.send(ack.to_bytes(), self._address(dialog))
             return
-        self.ctx.stack.send_ack(ack, transport, self._address(dialog, transport), self.ctx.local)
+        self.ctx.stack.send_ack(ack, transport, self._address(dialog), self.ctx.local)
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -713,7 +772,6 @@ class Call:
             self.session.stop()
             self.b2bua.call_ended(self)
 
-
     def _operator_done(self) -> None:
         """The ACM operator's leg is over: the desk takes the operator to wrap-up."""
         assert self.operator is not None and self.ctx.acm is not None
@@ -744,21 +802,37 @@ class Call:
         self.operator = None
 
 
+def _cancel_stuck(invite: ClientTransaction, stack: SipStack) -> None:
+    """RFC 3261 §14.1: a re-INVITE still ringing after 64*T1 is CANCELled.
+
+    Its CANCEL's own guard (§9.1) then ends it for good, and the side that
+    sent it hears 408 (or the 487): the call takes re-INVITEs again.
+    """
+    if isinstance(invite, ClientInvite) and invite.state == "proceeding":
+        stack.cancel(invite, _Final(None, False))
+        invite.cancel_sent()
+
+
 class _Final:
     """A client transaction user that reports the final response (or None on failure)."""
 
     def __init__(self, done: Callable[[Response | None], None] | None, provisional: bool) -> None:
         self.done = done
         self.provisional = provisional
+        self.answered = False
 
     def response_received(self, txn: Transaction, response: Response) -> None:
         if self.done is None:
             return
-        if response.status >= 200 or self.provisional:
+        if response.status >= 200:
+            self.answered = True  # 2xx retransmissions still come: they are ACKed again
+            self.done(response)
+        elif self.provisional:
             self.done(response)
 
     def transaction_failed(self, txn: Transaction, reason: str) -> None:
-        if self.done is not None:
+        # After a final answer (an ICMP error in Timer D's wait) there is nothing to fail.
+        if self.done is not None and not self.answered:
             self.done(None)
 
 

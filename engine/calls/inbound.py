@@ -7,7 +7,8 @@ transaction no longer does), and ends the call when no ACK comes within
 64*T1. A caller that *requires* 100rel gets its provisional responses
 reliably (RFC 3262): one at a time, retransmitted until PRACKed, and a 2xx
 whose call set up early media waits for that PRACK. Requests the caller
-sends inside the dialog reach the call through :meth:`InboundLeg.in_dialog`.
+sends inside the dialog reach the call through :meth:`InboundLeg.in_dialog`;
+a BYE before the answer ends the early dialog as the caller's CANCEL would.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class InboundLeg(Machine):
         "queued",
         "reliable",
         "rseq",
+        "sdp_from",
         "source",
         "timers",
         "to_tag",
@@ -70,6 +72,28 @@ class InboundLeg(Machine):
         self.pending_2xx: Response | None = None
         self.last_final: Response | None = None
         self.timers: dict[str, Timer] = {}
+        self.sdp_from: object = None  # the outgoing leg whose SDP this dialog carries
+
+    def carry_sdp_of(self, leg: object, source: Response) -> None:
+        """Before relaying ``leg``'s response: one session description per dialog.
+
+        A dialog's answer cannot change before the 2xx (RFC 3261 §13.2.1,
+        RFC 6337 §3.1): when a failover leg brings SDP other than the early
+        media of a leg that failed, the caller gets it on a new early dialog
+        (a fresh To tag), as from another branch of a forking proxy. The
+        first dialog is left (its requests get 481). Not while a reliable
+        provisional awaits its PRACK: that one keeps the dialog.
+        """
+        if not source.body:
+            return
+        if (self.sdp_from is not None and self.sdp_from is not leg and self.state == "early"
+                and self.unacked_reliable is None and not self.queued):  # fmt: skip
+            self.call.b2bua.forget_dialog(self.dialog)
+            ctx = self.call.ctx
+            self.to_tag = self.txn.to_tag = ctx.stack.new_tag()
+            self.dialog = Dialog.as_uas(self.invite, self.to_tag, ctx.contact)
+            self.call.register_dialog(self.dialog, self)
+        self.sdp_from = leg
 
     # -- what the call asks for --------------------------------------------------
 
@@ -120,7 +144,7 @@ class InboundLeg(Machine):
         self, status: int, reason: str | None = None, source: Response | None = None
     ) -> Response:
         response = self.invite.response(status, reason, self.to_tag)
-        if status > 100:
+        if 100 < status < 300:  # it sets up a dialog with us; a 3xx's Contacts are its targets
             response.headers["contact"] = [self.call.ctx.contact]
             if self.dialog.route_set:
                 response.headers["record-route"] = self.invite.headers["record-route"][:]
@@ -204,8 +228,8 @@ class InboundLeg(Machine):
     def _send_reject(self, arg: tuple[int, str | None, tuple[tuple[str, str], ...]]) -> None:
         status, reason, headers = arg
         self.last_final = self._response(status, reason)
-        for name, value in headers:
-            self.last_final.headers[name] = [value]
+        for name, value in headers:  # a name given twice keeps both (a 3xx's Contacts)
+            self.last_final.headers.setdefault(name, []).append(value)
         self.txn.respond(self.last_final)
 
     def _send_487(self, _arg: Any) -> None:
@@ -263,11 +287,14 @@ class InboundLeg(Machine):
         ("trying", "reject"): ("ended", ("send_reject", "finish")),
         ("trying", "cancel"): ("ended", ("send_487", "notify_cancel", "finish")),
         ("trying", "hang_up"): ("ended", ("send_487", "finish")),
+        # A BYE in the early dialog (its 200 went in in_dialog) is the caller's CANCEL (§15.1.2).
+        ("trying", "bye"): ("ended", ("send_487", "notify_cancel", "finish")),
         ("early", "provisional"): ("early", ("send_provisional",)),
         ("early", "answer"): ("answered", ("send_answer",)),
         ("early", "reject"): ("ended", ("send_reject", "finish")),
         ("early", "cancel"): ("ended", ("send_487", "notify_cancel", "finish")),
         ("early", "hang_up"): ("ended", ("send_487", "finish")),
+        ("early", "bye"): ("ended", ("send_487", "notify_cancel", "finish")),
         ("answered", "ack"): ("confirmed", ("stop_answer_timers", "deliver_ack")),
         ("answered", "ack_timeout"): ("ending", ("stop_answer_timers", "notify_ack_timeout",
                                                   "send_bye")),

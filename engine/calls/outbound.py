@@ -9,8 +9,9 @@ into the tree's next step: answered, a failure response, a transaction
 failure (Timer B or the transport: unreachable), or a CANCEL (the ring
 timeout, the caller's CANCEL). A CANCEL waits for the first provisional
 response, as RFC 3261 §9.1 requires; a 2xx that crosses it is acknowledged
-and hung up. The caller's ACK is relayed here so a late offer's answer
-reaches the callee.
+and hung up; with no final response at all, the INVITE transaction gives up
+64*T1 after the CANCEL and the leg ends as cancelled. The caller's ACK is
+relayed here so a late offer's answer reaches the callee.
 """
 
 from __future__ import annotations
@@ -164,6 +165,13 @@ class OutboundLeg(Machine):
         else:
             self.call.relay(self, txn, request)
 
+    def redirect_targets(self) -> tuple[tuple[str, str], ...]:
+        """A 3xx's Contact headers, relayed with it: the targets the caller may try."""
+        final = self.final
+        if final is None or not 300 <= final.status < 400:
+            return ()
+        return tuple(("contact", line) for line in final.headers.get("contact", ()))
+
     def _local_tag(self) -> str:
         return self.dialog.local_tag if self.dialog is not None else ""
 
@@ -199,8 +207,10 @@ class OutboundLeg(Machine):
         self.call.send_request_on(self.dialog, prack, None)
 
     def _send_cancel(self, _arg: Any) -> None:
-        assert self.invite_txn is not None
-        self.call.ctx.stack.cancel(self.invite_txn, _Ignore())
+        txn = self.invite_txn
+        assert txn is not None
+        self.call.ctx.stack.cancel(txn, _Ignore())
+        txn.cancel_sent()  # no 487 within 64*T1: txn_failed ends the leg as the 487 would
 
     def _stop_ring_timer(self, _arg: Any) -> None:
         if self.ring_timer is not None:

@@ -5,7 +5,9 @@ machine is a table ``(state, event) -> (next state, actions)`` to hold
 against the RFC's figure (Figures 5 to 8, with the Accepted state that
 RFC 6026 adds to both INVITE machines); actions are the small methods named
 in the table. An event with no row is absorbed (a late retransmission, a
-response after the end). Two things are decided in code beside the tables:
+response after the end). The client INVITE machine also ends 64*T1 after
+the TU's CANCEL if no final response came (§9.1: nothing else would end it
+in Proceeding). Two things are decided in code beside the tables:
 timers G, E, A are not run on reliable transports, and timers D, I, J, K are
 zero on them (RFC 3261 Table 4).
 
@@ -277,7 +279,7 @@ class _Client(Transaction):
 
 
 class ClientInvite(_Client):
-    """RFC 3261 Figure 5 with RFC 6026's Accepted state."""
+    """RFC 3261 Figure 5 with RFC 6026's Accepted state and §9.1's end after a CANCEL."""
 
     INITIAL = "calling"
 
@@ -296,8 +298,23 @@ class ClientInvite(_Client):
     def _stop_a(self, _arg: Any) -> None:
         self._stop("a")
 
+    def cancel_sent(self) -> None:
+        """The TU sent a CANCEL for this INVITE: run the guard of RFC 3261 §9.1.
+
+        With no final response within 64*T1 of the CANCEL, the INVITE counts as
+        cancelled and ends (reported as a timeout), so a callee that answers
+        neither the CANCEL nor the INVITE cannot hold its call for ever.
+        """
+        self.handle("cancel")
+
     def _stop_b(self, _arg: Any) -> None:
         self._stop("b")
+
+    def _start_cancelled(self, _arg: Any) -> None:
+        self._start("cancelled", 64 * self.layer.t1)
+
+    def _stop_cancelled(self, _arg: Any) -> None:
+        self._stop("cancelled")
 
     def _start_d(self, _arg: Any) -> None:
         self._start("d", 0.0 if self.transport.reliable else 32.0)
@@ -329,9 +346,13 @@ class ClientInvite(_Client):
                                                "start_d")),
         ("calling", "transport_error"): (TERMINATED, ("report_transport_error", "end")),
         ("proceeding", "provisional"): ("proceeding", ("pass_up",)),
-        ("proceeding", "success"): ("accepted", ("pass_up", "start_m")),
-        ("proceeding", "failure"): ("completed", ("send_ack", "pass_up", "start_d")),
+        ("proceeding", "success"): ("accepted", ("stop_cancelled", "pass_up", "start_m")),
+        ("proceeding", "failure"): ("completed", ("stop_cancelled", "send_ack", "pass_up",
+                                                  "start_d")),
         ("proceeding", "transport_error"): (TERMINATED, ("report_transport_error", "end")),
+        # Only once a provisional came is there a CANCEL (§9.1); Timer B guards "calling".
+        ("proceeding", "cancel"): ("proceeding", ("start_cancelled",)),
+        ("proceeding", "timer_cancelled"): (TERMINATED, ("report_timeout", "end")),
         ("completed", "failure"): ("completed", ("send_ack",)),
         ("completed", "timer_d"): (TERMINATED, ("end",)),
         ("completed", "transport_error"): (TERMINATED, ("report_transport_error", "end")),

@@ -25,6 +25,14 @@ class RateLimitedLog:
         self._suppressed: dict[str, int] = {}
 
     def warning(self, key: str, message: str, *args: Any) -> None:
+        self._log(key, logging.WARNING, False, message, args)
+
+    def exception(self, key: str, message: str, *args: Any) -> None:
+        """An error with the traceback being handled, as ``Logger.exception``."""
+        self._log(key, logging.ERROR, True, message, args)
+
+    def _log(self, key: str, level: int, exc_info: bool, message: str,
+             args: tuple[Any, ...]) -> None:  # fmt: skip
         now = self.clock.seconds()
         last = self._last.get(key)
         if last is not None and now - last < self.interval:
@@ -33,6 +41,6 @@ class RateLimitedLog:
         self._last[key] = now
         skipped = self._suppressed.pop(key, 0)
         if skipped:
-            self.logger.warning(message + " (%d more like this suppressed)", *args, skipped)
-        else:
-            self.logger.warning(message, *args)
+            message += " (%d more like this suppressed)"
+            args = (*args, skipped)
+        self.logger.log(level, message, *args, exc_info=exc_info)

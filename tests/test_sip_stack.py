@@ -155,6 +155,31 @@ def test_received_without_rport_uses_the_via_port() -> None:
     assert b"received=192.0.2.8" in payload
 
 
+def test_answers_never_go_to_a_host_the_sender_names() -> None:
+    """A received= of the sender's own, or a maddr name, is neither resolved nor obeyed."""
+    stack, _, _ = make()
+    transport = FakeTransport()
+    via = b"192.0.2.9:5062;received=198.51.100.1;maddr=victim.example;branch"
+    data = request_bytes("OPTIONS").replace(b"127.0.0.1:5070;branch", via)
+    stack.receive_datagram(data, transport, ("192.0.2.9", 5062))
+    ((_, addr),) = transport.sent
+    assert addr == ("192.0.2.9", 5062)
+
+
+def test_maddr_is_obeyed_as_an_address_from_a_peer_only() -> None:
+    stack, _, _ = make()
+    stack.peers = PeerFilter(["192.0.2.0/24"])
+    transport = FakeTransport()
+    via = b"192.0.2.9;maddr=239.1.1.1;branch"
+    data = request_bytes("OPTIONS").replace(b"127.0.0.1:5070;branch", via)
+    stack.receive_datagram(data, transport, ("192.0.2.9", 5060))
+    stranger = data.replace(b"192.0.2.9", b"203.0.113.5")
+    stack.receive_datagram(stranger, transport, ("203.0.113.5", 5060))
+    (_, to_peer), (_, to_stranger) = transport.sent
+    assert to_peer == ("239.1.1.1", 5060)
+    assert to_stranger == ("203.0.113.5", 5060)  # its 403 goes back where it came from
+
+
 def test_reliable_transport_answers_on_the_connection_it_came_from() -> None:
     stack, _, _ = make()
     transport = FakeTransport(reliable=True, name="TCP")

@@ -62,7 +62,15 @@ def parse_via(value: str) -> Via:
         _via_heads[head_text] = head
     if semi < 0:
         return Via(head[0], head[1], head[2], _NO_PARAMS)
-    return Via(head[0], head[1], head[2], parse_params(value[semi + 1 :]))
+    params = parse_params(value[semi + 1 :])
+    rport = params.get("rport")
+    if rport is not None and not _is_port(rport):  # responses are sent to it (RFC 3581)
+        raise ValueError("bad Via rport")
+    return Via(head[0], head[1], head[2], params)
+
+
+def _is_port(text: str) -> bool:
+    return 0 < len(text) <= 5 and text.isascii() and text.isdigit() and 0 < int(text) < 65536
 
 
 def _via_head(text: str) -> tuple[str, str, int | None]:

@@ -11,6 +11,7 @@ handled here and never reach it.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import logging
 import secrets
@@ -32,7 +33,7 @@ from engine.sip.transaction import (
     Transaction,
     Transport,
 )
-from engine.sip.validate import MAGIC_COOKIE, Policy, Refusal, check_request
+from engine.sip.validate import MAGIC_COOKIE, Policy, Refusal, check_request, reason_phrase
 
 __all__ = ["Counters", "SipStack", "TransactionUser"]
 
@@ -102,21 +103,23 @@ class SipStack:
         self.timers = TimerQueue(clock)
         self.server: dict[Any, ServerTransaction] = {}
         self.client: dict[Any, ClientTransaction] = {}
+        #: Client transactions by where they send, so a transport error fails only those.
+        self.client_to: dict[Address, dict[Any, ClientTransaction]] = {}
         #: INVITE server transactions by their raw top Via line, for ACKs.
         self.acks: dict[bytes, ServerInvite] = {}
         self.counters = Counters()
         self.ratelog = RateLimitedLog(log, clock)
-        prefix = secrets.token_hex(4)
-        self._ids = (f"{prefix}{n:x}" for n in itertools.count(1))
+        self._prefix = secrets.token_hex(4)
+        self._serial = itertools.count(1)
 
     # -- identifiers -------------------------------------------------------------
 
     def new_tag(self) -> str:
         """A To/From tag unique to this process run."""
-        return next(self._ids)
+        return f"{self._prefix}{next(self._serial):x}"
 
     def new_branch(self) -> str:
-        return MAGIC_COOKIE + next(self._ids)
+        return f"{MAGIC_COOKIE}{self._prefix}{next(self._serial):x}"
 
     # -- receiving ---------------------------------------------------------------
 
@@ -203,7 +206,8 @@ class SipStack:
         except ValueError as exc:
             self.counters.malformed += 1
             if method != "ACK":
-                self._stateless(request, transport, source, 400, _phrase(exc, "Via or CSeq"))
+                phrase = reason_phrase(exc, "Bad Via or CSeq")
+                self._stateless(request, transport, source, 400, phrase)
             return
         raw_via = request.headers["via"][0]
         if via.host != source[0] or via.params.get("rport", "") is None:
@@ -280,22 +284,26 @@ class SipStack:
         self.server[key] = txn
         return txn
 
-    def _response_address(
-        self, request: Request, transport: Transport, source: Address
-    ) -> Address:
-        """Where responses go (RFC 3261 §18.2.2 with RFC 3581 rport)."""
+    def _response_address(self, request: Request, transport: Transport, source: Address) -> Address:
+        """Where responses go (RFC 3261 §18.2.2 with RFC 3581 rport).
+
+        The host is the source address: it is what ``received`` says once the
+        Via is stamped, and it is never a name to resolve (a blocking lookup
+        on the reactor) nor an address a sender wrote to reflect our answers
+        at someone else; ``maddr`` is honoured only from a configured peer and
+        only as an IP address.
+        """
         if transport.reliable:
             return source
         via = request.top_via()
         params = via.params
         maddr = params.get("maddr")
-        if maddr:
+        if maddr and self.peers.allows(source[0]) and _is_ip(maddr):
             return (maddr, via.port or 5060)
-        host = params.get("received") or via.host
         rport = params.get("rport")
         if rport:
-            return (host, int(rport))
-        return (host, via.port or 5060)
+            return (source[0], int(rport))
+        return (source[0], via.port or 5060)
 
     def _refuse(self, txn: ServerTransaction, refusal: Refusal) -> None:
         response = txn.request.response(refusal.status, refusal.reason, self.to_tag(txn))
@@ -350,7 +358,7 @@ class SipStack:
         request.headers.setdefault("max-forwards", ["70"])
         cls = ClientInvite if request.method == "INVITE" else ClientNonInvite
         txn = cls(self, (branch, request.method), request, transport, addr, user)
-        self.client[txn.key] = txn
+        self._add_client(txn)
         txn.start()
         return txn
 
@@ -368,9 +376,16 @@ class SipStack:
         request = Request("CANCEL", invite.request.uri, headers)
         key = (invite.key[0], "CANCEL")
         txn = ClientNonInvite(self, key, request, invite.transport, invite.addr, user)
-        self.client[txn.key] = txn
+        self._add_client(txn)
         txn.start()
         return txn
+
+    def _add_client(self, txn: ClientTransaction) -> None:
+        self.client[txn.key] = txn
+        to = self.client_to.get(txn.addr)
+        if to is None:
+            to = self.client_to[txn.addr] = {}
+        to[txn.key] = txn
 
     def send_ack(self, ack: Request, transport: Transport, addr: Address, local: Address) -> None:
         """Send the ACK of a 2xx: a request of its own, outside any transaction."""
@@ -387,10 +402,17 @@ class SipStack:
         return branch
 
     def transport_error(self, transport: Transport, addr: Address) -> None:
-        """A send to ``addr`` failed (ICMP, TCP connect): fail what used it."""
-        for table in (self.client, self.server):
-            for txn in [t for t in table.values() if t.addr == addr and t.transport is transport]:
-                txn.handle("transport_error")
+        """A send to ``addr`` failed (ICMP unreachable, TCP connect): fail the client
+        transactions that send there on ``transport``, so their users learn it now
+        rather than at Timer B or F (RFC 3261 §18.4, §17.1.4)."""
+        to = self.client_to.get(addr)
+        if to is not None:
+            for txn in [t for t in to.values() if t.transport is transport]:
+                try:
+                    txn.handle("transport_error")
+                except Exception:  # a user's fault: not the other users', nor the transport's
+                    log.exception("transport error on %r", txn)
+                    self.forget(txn)
 
     # -- the Layer protocol --------------------------------------------------------------
 
@@ -398,6 +420,10 @@ class SipStack:
         if isinstance(txn, ClientInvite | ClientNonInvite):
             if self.client.get(txn.key) is txn:
                 del self.client[txn.key]
+                to = self.client_to[txn.addr]
+                del to[txn.key]
+                if not to:
+                    del self.client_to[txn.addr]
             return
         if self.server.get(txn.key) is txn:
             del self.server[txn.key]
@@ -435,7 +461,9 @@ def _as_invite(cancel: Request) -> Request:
     return Request("INVITE", cancel.uri, headers)
 
 
-def _phrase(exc: Exception, what: str) -> str:
-    text = str(exc)
-    return (text[:1].upper() + text[1:]) if text else f"Bad {what}"
-
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

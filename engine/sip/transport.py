@@ -5,22 +5,26 @@ it asks the kernel for the receive time of the first datagram of each batch
 (SO_TIMESTAMP), which is how :class:`Overload` knows how long the oldest
 waiting request has waited, and it sends with a bare ``sendto`` (Twisted's
 ``write`` re-validates the address on every call). Several engine processes
-can share one port with SO_REUSEPORT. TCP connections are pooled by remote
-address, both the ones peers open to us and the ones we open, so requests to
-a peer reuse a live connection (RFC 3261 §18.1.1); idle ones are closed.
+can share one port with SO_REUSEPORT. ICMP errors about the datagrams it sent
+are read from the socket's error queue (IP_RECVERR) and fail the client
+transactions to that address at once, not at Timer B or F. TCP connections
+are pooled by remote address, both the ones peers open to us and the ones we
+open, so requests to a peer reuse a live connection (RFC 3261 §18.1.1); idle
+ones are closed.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import struct
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import protocol
-from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.interfaces import IHalfCloseableDescriptor, IReadDescriptor
 from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
@@ -37,6 +41,18 @@ _DROP = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.ECONNREFUSED, err
          errno.ENETUNREACH)  # fmt: skip
 SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29)
 _TIMEVAL = struct.Struct("@ll")
+# Linux's values; Python's socket module does not name them.
+IP_RECVERR, IPV6_RECVERR = 11, 25
+SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3
+#: The control messages of the error queue, by (level, type).
+_RECVERR = {(socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)}
+#: struct sock_extended_err up to ee_code: errno, origin, ICMP type and code.
+_EXTENDED_ERR = struct.Struct("=IBBB")
+#: What an ICMP error turns into (icmp_err_convert, icmpv6_err_convert): with
+#: IP_RECVERR, the next send fails with it, whatever its destination.
+_ICMP_ERRNOS = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                          errno.EHOSTDOWN, errno.ENOPROTOOPT, errno.EPROTO, errno.EMSGSIZE,
+                          errno.EOPNOTSUPP, errno.EACCES))  # fmt: skip
 
 
 def _socket(kind: int, host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -48,14 +64,24 @@ def _socket(kind: int, host: str, port: int, reuse_port: bool) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if kind == socket.SOCK_DGRAM:
+        # ICMP errors to the error queue: without it an unconnected socket never
+        # hears of them. A v6 socket sends to v4-mapped addresses over IPv4.
+        sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
     sock.bind((host, port))
     sock.setblocking(False)
     return sock
 
 
-@implementer(IReadDescriptor)
+@implementer(IReadDescriptor, IHalfCloseableDescriptor)
 class UdpTransport:
-    """One UDP socket, read in batches by the reactor; datagrams go to the stack."""
+    """One UDP socket, read in batches by the reactor; datagrams go to the stack.
+
+    Half-closeable only so that the reactor calls :meth:`readConnectionLost`
+    rather than :meth:`connectionLost` when it sees an ICMP error alone.
+    """
 
     reliable = False
     name = "UDP"
@@ -98,14 +124,29 @@ class UdpTransport:
     def connectionLost(self, reason: Any) -> None:  # noqa: N802
         self.sock.close()
 
+    def readConnectionLost(self, reason: Any) -> None:  # noqa: N802
+        """EPOLLERR without EPOLLIN: not an end, an ICMP error in the queue.
+
+        Twisted's poll reactors take it for the end of the read side and have
+        already stopped reading: read the queue and read on. An error the queue
+        had no room for (a full receive buffer) is pending without a message in
+        the queue, and would wake the reactor at once again: SO_ERROR clears it.
+        """
+        self.read_errors()
+        self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        self.reactor.addReader(self)
+
     def doRead(self) -> None:  # noqa: N802
         sock = self.sock
         try:
             data, ancillary, _flags, addr = sock.recvmsg(65535, 64)
-        except (BlockingIOError, InterruptedError):
+        except InterruptedError:
             return
-        except OSError as exc:  # ICMP errors surface here on Linux; nothing to read
-            self.stack.ratelog.warning("udp-recv", "UDP receive error: %s", exc)
+        except OSError:
+            # A pending ICMP error fails the receive (or, once a send has taken it,
+            # leaves a wake-up with nothing to read): the queue says what it was,
+            # and it keeps the socket readable until it is read.
+            self.read_errors()
             return
         now = self.reactor.seconds()
         age = 0.0
@@ -116,24 +157,78 @@ class UdpTransport:
         overloaded = self.overload.note_queue_age(age, now)
         receive = self.stack.receive_datagram
         addr = addr[:2]
-        receive(data, self, addr, overloaded)
+        try:
+            receive(data, self, addr, overloaded)
+        except Exception:
+            self._bug(addr)
         for _ in range(self.BATCH - 1):
             try:
                 data, addr = sock.recvfrom(65535)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
+                self.read_errors()
                 return
-            receive(data, self, addr[:2], overloaded)
+            try:
+                receive(data, self, addr[:2], overloaded)
+            except Exception:
+                self._bug(addr)
+
+    def _bug(self, addr: Address) -> None:
+        """A datagram the stack failed on: logged, and the next one served.
+
+        Nothing on the wire should raise out of the stack (the stack fuzz
+        test holds it to that), but if something does, letting it out of
+        doRead would make Twisted drop this reader: one datagram would stop
+        the engine answering SIP over UDP for good.
+        """
+        self.stack.counters.malformed += 1
+        self.stack.ratelog.exception("udp-bug", "a datagram from %s:%s failed in the stack",
+                                     addr[0], addr[1])  # fmt: skip
+
+    def read_errors(self) -> None:
+        """Read the error queue; fail the client transactions to each unreachable address.
+
+        Each message carries the destination of the datagram that failed and
+        the ICMP type; reading the last one clears the socket's pending error.
+        """
+        sock = self.sock
+        for _ in range(self.BATCH):
+            try:
+                _data, ancillary, _flags, addr = sock.recvmsg(0, 256, socket.MSG_ERRQUEUE)
+            except OSError:  # empty (EAGAIN), or the socket is gone
+                return
+            for level, kind, raw in ancillary:
+                if (level, kind) in _RECVERR and len(raw) >= _EXTENDED_ERR.size:
+                    code, origin, icmp_type, icmp_code = _EXTENDED_ERR.unpack_from(raw)
+                    if _fails_send(origin, icmp_type, icmp_code):
+                        self.stack.ratelog.warning("udp-icmp", "UDP to %s:%s failed: %s",
+                                                   addr[0], addr[1], os.strerror(code))  # fmt: skip
+                        self.stack.transport_error(self, addr[:2])
 
     def send(self, data: bytes, addr: Address) -> None:
         try:
             self.sock.sendto(data, addr)
         except OSError as exc:
+            self._send_failed(exc, data, addr)
+        except (OverflowError, ValueError, TypeError) as exc:  # an address no socket takes
             self.send_errors += 1
-            if exc.errno not in _DROP:
-                self.stack.ratelog.warning("udp-send", "UDP send to %s:%s failed: %s",
-                                           addr[0], addr[1], exc)  # fmt: skip
+            self.stack.ratelog.warning("udp-send", "UDP send to %r refused: %s", addr, exc)
+
+    def _send_failed(self, exc: OSError, data: bytes, addr: Address) -> None:
+        if exc.errno in _ICMP_ERRNOS:
+            # Most likely the pending error of an ICMP message about an earlier
+            # datagram (IP_RECVERR), which this send took in its place: this one
+            # did not go out, and the error queue still says where that one went.
+            try:
+                self.sock.sendto(data, addr)
+                return
+            except OSError as again:
+                exc = again
+        self.send_errors += 1
+        if exc.errno not in _DROP:
+            self.stack.ratelog.warning("udp-send", "UDP send to %s:%s failed: %s",
+                                       addr[0], addr[1], exc)  # fmt: skip
 
 
 class TcpConnection(protocol.Protocol):
@@ -262,6 +357,14 @@ def listen_tcp(reactor: Any, pool: TcpTransport, host: str, port: int, reuse_por
     listening = reactor.adoptStreamPort(sock.fileno(), sock.family, pool)
     sock.close()  # the reactor holds its own duplicate of the descriptor
     return listening
+
+
+def _fails_send(origin: int, icmp_type: int, icmp_code: int) -> bool:
+    """RFC 3261 §18.4: host, network, port or protocol unreachable and parameter
+    problems fail the send; TTL exceeded and path MTU messages do not."""
+    if origin == SO_EE_ORIGIN_ICMP:
+        return icmp_type == 12 or (icmp_type == 3 and icmp_code != 4)  # 3/4: fragmentation needed
+    return origin == SO_EE_ORIGIN_ICMP6 and icmp_type in (1, 4)
 
 
 def loop_lag_monitor(reactor: Any, overload: Overload, interval: float = 0.1) -> Callable[[], None]:

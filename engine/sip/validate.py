@@ -15,7 +15,7 @@ from email.utils import parsedate_tz
 from engine.sip.headers import parse_address
 from engine.sip.message import Request
 
-__all__ = ["KNOWN_METHODS", "Policy", "Refusal", "check_request"]
+__all__ = ["KNOWN_METHODS", "Policy", "Refusal", "check_request", "reason_phrase"]
 
 KNOWN_METHODS = frozenset(
     {
@@ -27,6 +27,7 @@ MAGIC_COOKIE = "z9hG4bK"
 _SCHEMES = frozenset({"sip", "sips", "tel"})
 _DIGITS = frozenset("0123456789")
 _SDP_TYPES = frozenset({"application/sdp", "multipart/mixed", "multipart/alternative"})
+_PHRASE_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +55,17 @@ def check_request(request: Request, policy: Policy) -> Refusal | None:
     """None if the request may go to the TU, else the response to send.
 
     The caller has already read the top Via and the CSeq (it needs them to
-    match transactions), so both are known to be well formed here.
+    match transactions), so both are known to be well formed here. Any other
+    header read on the way that turns out malformed is a 400, never an
+    exception out of here.
     """
+    try:
+        return _check(request, policy)
+    except ValueError as exc:
+        return Refusal(400, reason_phrase(exc))
+
+
+def _check(request: Request, policy: Policy) -> Refusal | None:
     refusal = _syntax(request)
     if refusal is not None:
         return refusal
@@ -87,7 +97,7 @@ def _syntax(request: Request) -> Refusal | None:
         request.to_address()
         uri = request.request_uri()
     except ValueError as exc:
-        return Refusal(400, _phrase(exc))
+        return Refusal(400, reason_phrase(exc))
     if uri.headers is not None:
         return Refusal(400, "Headers In Request-URI")
     if request.top_via().branch == MAGIC_COOKIE:
@@ -123,9 +133,13 @@ def _contacts(request: Request) -> Refusal | None:
     return None
 
 
-def _phrase(exc: ValueError) -> str:
+def reason_phrase(exc: Exception, fallback: str = "Bad Request") -> str:
+    """A short ASCII reason phrase from a parse error, which may quote the peer's bytes."""
     text = str(exc)
-    return text[:1].upper() + text[1:] if text else "Bad Request"
+    if not text or not text.isascii() or not text.isprintable():
+        return fallback
+    text = text[:1].upper() + text[1:]
+    return text if len(text) <= _PHRASE_MAX else text[: _PHRASE_MAX - 3] + "..."
 
 
 def _to_us(request: Request) -> bool:

@@ -669,6 +669,31 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/api/counters": {
+            "get": {
+                "summary": "The engine's totals since it started, for monitoring",
+                "description": (
+                    "sip: what the SIP layer saw (requests, responses, retransmissions, "
+                    "malformed, refused, forbidden, overload_rejected); floods: new INVITEs "
+                    "admitted, refused by the per-number limit (refused_number) or the "
+                    "per-source limit (refused_source), and buckets evicted. Totals only: no "
+                    "number, address or customer."
+                ),
+                "security": [],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "additionalProperties": {
+                                "type": "object",
+                                "additionalProperties": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                        "Counters by part of the engine",
+                    ),
+                },
+            }
+        },
         "/api/v1/customers/{customer}/mode": {
             "parameters": [_CUSTOMER],
             "get": {

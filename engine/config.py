@@ -814,7 +814,11 @@ def _sites(r: _Reader, node: Node, what: str) -> dict[str, Site]:
 
 
 def _site(r: _Reader, name: str, key_node: Node, node: Node) -> Site | None:
-    """One site; ``timeout`` defaults to 2 s or the interval when that is shorter."""
+    """One site; ``timeout`` defaults to 2 s or the interval when that is shorter.
+
+    The site named ``trunk`` covers every destination (``*``) unless it lists
+    ``numbers``: a down trunk makes everything unreachable.
+    """
     c = r.check
     what = f"site '{name}'"
     fields = c.mapping(node, what, allowed=_SITE_KEYS)
@@ -857,6 +861,8 @@ def _site(r: _Reader, name: str, key_node: Node, node: Node) -> Site | None:
                   f"exceed its interval ({interval:g} s): one probe at a time")  # fmt: skip
         ok = False
     values.setdefault("timeout", min(Site.timeout, interval))
+    if name == "trunk" and "numbers" not in fields:  # every call leaves through the trunk
+        values["numbers"] = (EVERYTHING,)
     return Site(name, **values) if ok else None
 
 

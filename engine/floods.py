@@ -10,20 +10,28 @@ touched: the guard only sees new INVITEs and keeps no call state.
 
 How the transaction users call it (redirect service and B2BUA alike), for
 each *initial* INVITE (no To tag; never for re-INVITEs, ACK, BYE, CANCEL,
-and never for retransmissions, which the stack absorbs before the TU)::
+and never for retransmissions, which the stack absorbs before the TU), before
+the tree is evaluated and before an unknown number's 404::
 
     called = called_number(request)                  # engine.router, E.164 or None
-    tree = router.trees.lookup(called) if called else None
-    refusal = floods.admit(called, tree.customer if tree else None, txn.addr[0])
+    tree = router.trees.lookup(called) if called else None   # a dict lookup
+    if tree is None:  # unknown number: the source's bucket only
+        refusal = floods.admit(None, None, txn.addr[0])
+    else:
+        refusal = floods.admit(called, tree.customer, txn.addr[0])
     if refusal is not None:
         txn.respond(refusal.response(request, stack.to_tag(txn)))
         return
+
+A number no tree serves takes no per-number bucket: a source spraying random
+numbers would otherwise fill that table and push out the buckets of real
+numbers; its own per-source bucket is what stops it.
 
 ``txn.addr[0]`` is the address the request came from (the stack stamps
 ``received``/``rport``, so for UDP and TCP alike it is the source IP). On a
 configuration reload call :meth:`FloodGuard.configure` with the new
 settings; the buckets carry on. ``floods.counters`` holds what was admitted,
-refused (per kind) and evicted, for statistics.
+refused (per kind) and evicted, for statistics (``GET /api/counters``).
 
 The buckets are filled from the clock (``IReactorTime.seconds``), never by
 timers. Each is kept as one float, the time at which it will be full again

@@ -21,7 +21,7 @@ import random
 
 from engine.config import RedirectSettings
 from engine.floods import FloodGuard
-from engine.router import Router
+from engine.router import Router, called_number
 from engine.sip.message import Request, Response
 from engine.sip.stack import ServerTransaction, SipStack
 from engine.sip.transaction import ServerInvite, Transport
@@ -111,13 +111,20 @@ class RedirectService:
 
     def _decide(self, txn: ServerTransaction, request: Request) -> Response:
         assert self.stack is not None
+        if self.floods is not None:
+            # Before the tree runs, and for unknown numbers too (engine.floods); a number
+            # no tree serves takes no per-number bucket, only its source's.
+            called = called_number(request)
+            tree = self.router.trees.lookup(called) if called is not None else None
+            if tree is None:
+                refusal = self.floods.admit(None, None, txn.addr[0])
+            else:
+                refusal = self.floods.admit(called, tree.customer, txn.addr[0])
+            if refusal is not None:
+                return refusal.response(request, self.stack.to_tag(txn))
         route = self.router.route(request, self.stack.clock.seconds())
         if route is None:
             return self._response(txn, 404)
-        if self.floods is not None:
-            refusal = self.floods.admit(route.facts.called, route.tree.customer, txn.addr[0])
-            if refusal is not None:
-                return refusal.response(request, self.stack.to_tag(txn))
         self.decisions += 1
         action = route.decision.action
         if action is None:

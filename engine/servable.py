@@ -2,8 +2,8 @@
 
 Redirect mode keeps no call state and plays no media: a rule whose action
 needs media (announce, menu, queue) cannot be served and its calls get the
-configured final response; inside failover branches such actions are left
-out of the 302; ``max_calls`` cannot be counted. These are warnings: the
+configured final response; inside failover branches such actions, and a
+``reject``, are left out of the 302; ``max_calls`` cannot be counted. These are warnings: the
 engine starts. B2BUA mode serves every action (a ``queue``'s group is
 checked against the customer's ACM groups when the trees load).
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from routing_trees.compile import CompiledTree
-from routing_trees.model import Announce, Forward, Menu, Pos, Queue, walk
+from routing_trees.model import Announce, Forward, Menu, Pos, Queue, Reject, walk
 
 __all__ = ["Unservable", "unservable"]
 
@@ -55,6 +55,14 @@ def unservable(tree: CompiledTree, mode: str, status: int = 480) -> Iterator[Uns
                 else:
                     message = f"{kind} needs media; calls matching this rule get {status}"
                     yield Unservable(where, rule.name, path, message)
+            elif mode == "redirect" and isinstance(action, Reject) and path:
+                yield Unservable(
+                    where,
+                    rule.name,
+                    path,
+                    f"reject {action.code} in a failover branch is not sent in redirect mode "
+                    "(the upstream follows the 302's Contacts and ends the call itself)",
+                )
             elif mode == "redirect" and isinstance(action, Forward) and action.max_calls:
                 yield Unservable(
                     where,

@@ -96,6 +96,9 @@ class TreeWatcher:
             for problem in exc.problems:
                 log.error("%s", problem)
             return False
+        except Exception:  # a bug must not stop the watching: the next change is tried again
+            log.exception("trees not reloaded (%s); the running trees stay in force", why)
+            return False
         self.install(trees)
         log.info("trees reloaded (%s): %d trees, %d numbers", why, len(trees.trees),
                  sum(len(t.numbers) for t in trees.trees))  # fmt: skip
@@ -286,7 +289,8 @@ def _run(reactor: Any, config: Config, trees: TreeSet, load: Callable[[], TreeSe
             transports["tcp"] = tcp
         what, host, port = "the portal (HTTP)", config.portal[0], config.portal[1]
         site = build_site(lambda: ready, config, services.store, on_change=services.changed,
-                          resources=acm.resources() if acm is not None else None)  # fmt: skip
+                          resources=acm.resources() if acm is not None else None,
+                          counters={"sip": stack, "floods": floods})  # fmt: skip
         reactor.listenTCP(port, site, interface=host)
     except (OSError, CannotListenError) as exc:
         print(_listen_error(what, host, port, exc), file=sys.stderr)

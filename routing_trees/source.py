@@ -78,6 +78,8 @@ def load_yaml(path: Path | str) -> Node:
         raise SourceError([Problem(name, line, col, f"YAML syntax error: {what}")]) from None
     except yaml.YAMLError as exc:
         raise SourceError([Problem(name, 1, 1, f"YAML error: {exc}")]) from None
+    except RecursionError:  # thousands of nested [ or {: no tree is shaped like that
+        raise SourceError([Problem(name, 1, 1, "the YAML is nested too deeply")]) from None
     if node is None:
         raise SourceError([Problem(name, 1, 1, "the file is empty")])
     return node

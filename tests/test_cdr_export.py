@@ -15,6 +15,7 @@ import pytest
 from cdrkit import T0, clock_at, leg, open_store
 from engine.cdr.export import (
     ExportError,
+    NoRecordsError,
     export,
     format_time,
     open_records,
@@ -215,6 +216,19 @@ def test_the_export_never_writes_the_database(tmp_path: Path) -> None:
         conn.execute("DELETE FROM legs")
     conn.close()
     assert path.stat().st_size > 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_no_records_yet_is_the_output_of_an_empty_period_then_a_note(
+    tmp_path: Path, fmt: str
+) -> None:
+    out = io.StringIO()
+    with pytest.raises(NoRecordsError, match=r"no cdr\.sqlite"):
+        export(tmp_path, fmt, out)  # a fresh data_dir
+    open_store(tmp_path / "cdr.sqlite").close()
+    with pytest.raises(NoRecordsError, match="has no ended call legs"):
+        export(tmp_path, fmt, out)  # a database, no leg yet
+    assert out.getvalue() == (HEADER * 2 if fmt == "csv" else "")
 
 
 class Counter(io.TextIOBase):

@@ -73,6 +73,18 @@ sites:
     assert (site.interval, site.timeout, site.down_after, site.up_after) == (1.0, 1.0, 3, 2)
 
 
+def test_the_trunk_site_covers_everything_unless_it_lists_numbers(tmp_path: Path) -> None:
+    pbx = '  pbx: {address: "127.0.0.1:5090"}\n'
+    as_the_readme_shows = "trees: trees/\nsites:\n  trunk: {interval: 5}\n" + pbx
+    config = load_config(write(tmp_path, as_the_readme_shows))
+    assert config.sites["trunk"].numbers == ("*",)
+    assert config.sites["pbx"].numbers == ()  # any other site covers what it lists
+    listed = 'trees: trees/\nsites:\n  trunk: {numbers: ["+3225550*"]}\n' + pbx
+    assert load_config(write(tmp_path, listed)).sites["trunk"].numbers == ("+3225550*",)
+    probed_only = "trees: trees/\nsites: {trunk: {numbers: []}}\n"
+    assert load_config(write(tmp_path, probed_only)).sites["trunk"].numbers == ()
+
+
 def test_site_problems(tmp_path: Path) -> None:
     assert problems(tmp_path, """\
 trees: trees/

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
 
 from engine.config import RedirectSettings
+from engine.floods import FloodGuard, FloodSettings, RateLimit
 from engine.redirect import RedirectService
 from engine.router import Router, called_number, caller_number
 from engine.servable import unservable
 from engine.sip.parser import parse_datagram
 from engine.sip.stack import SipStack
+from routing_trees.compile import CompiledTree
 from routing_trees.treeset import load_directory
 from sipkit import PEER, FakeTransport, request, request_bytes
 
@@ -218,3 +221,47 @@ def test_destinations_behind_a_down_site_are_left_out(trees: Path) -> None:
     svc.sites = down(("+32*",))
     response = call(stack, branch="z9hG4bK-2")
     assert (response.status, response.reason) == (503, "Destination Unreachable")
+
+
+@pytest.mark.parametrize("code", [503, 486])
+def test_unknown_numbers_from_one_source_are_limited(trees: Path, code: int) -> None:
+    svc, stack, _ = service(trees)
+    svc.floods = FloodGuard(stack.clock, FloodSettings(per_source=RateLimit(1.0, 3), response=code))
+    statuses = [call(stack, f"z9hG4bK-u{i}", uri=f"sip:+32255599{i:02d}@127.0.0.1:5060").status  # type: ignore[attr-defined]
+                for i in range(6)]  # fmt: skip
+    assert statuses == [404] * 3 + [code] * 3
+    assert svc.floods.counters.refused_source == 3 and not svc.floods.numbers
+
+
+def test_a_refused_call_is_never_evaluated(trees: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    evaluate = CompiledTree.evaluate
+
+    def counting(tree: CompiledTree, facts: Any) -> Any:
+        seen.append(facts.called)
+        return evaluate(tree, facts)
+
+    monkeypatch.setattr(CompiledTree, "evaluate", counting)
+    svc, stack, _ = service(trees)
+    svc.floods = FloodGuard(stack.clock, FloodSettings(per_number=RateLimit(1.0, 1)),
+                            {"acme": RateLimit(1.0, 2)})  # fmt: skip
+    statuses = [call(stack, f"z9hG4bK-r{i}").status for i in range(3)]  # type: ignore[attr-defined]
+    assert statuses == [302, 302, 503]  # acme's own limit, known before the tree runs
+    assert seen == ["+3225551234"] * 2 and svc.decisions == 2
+    assert svc.floods.counters.refused_number == 1
+
+
+def test_a_down_trunk_site_without_numbers_leaves_nothing_to_redirect_to(
+    trees: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from engine.config import load_config
+    from engine.sites.health import SiteTable
+
+    path = tmp_path_factory.mktemp("config") / "vms.yaml"
+    path.write_text("trees: trees/\nsites: {trunk: {interval: 5}}\n")  # numbers: everything
+    svc, stack, clock = service(trees)
+    svc.sites = SiteTable(load_config(path).sites.values(), clock)
+    for _ in range(3):
+        svc.sites.record("trunk", False, "timeout")
+    response = call(stack)
+    assert (response.status, response.reason) == (503, "Destination Unreachable")  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from twisted.internet.task import Clock
 
+from engine.config import load_config
 from engine.sip.message import Request
 from engine.sip.parser import parse_datagram
 from engine.sip.stack import SipStack
@@ -475,6 +476,20 @@ sites:
     address: "127.0.0.1:5090"
     numbers: ["+3225550*", "025550001"]
 """
+
+
+def test_a_down_trunk_configured_as_the_readme_shows_makes_everything_unreachable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "vms.yaml"
+    path.write_text("sip: {trunk: \"127.0.0.1:5080\"}\ntrees: trees/\n"
+                    "sites:\n  trunk: {interval: 5}\n")  # fmt: skip
+    table = SiteTable(load_config(path).sites.values(), Clock())
+    for _ in range(3):
+        table.record("trunk", False, "timeout")
+    assert table.down() == ["trunk"]
+    for number in ("+3225551234", "+32475000001", "+33123456789", "+1"):
+        assert table.down_site_for(number) == "trunk"
 
 
 def _command(tmp_path: Path, as_json: bool = False) -> tuple[int, str, str]:

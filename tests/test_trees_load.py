@@ -73,6 +73,7 @@ def test_not_a_mapping_empty_and_syntax_error(workdir: Path) -> None:
     assert problems("version: [1\n") == [
         "t.yaml:2:1: YAML syntax error: expected ',' or ']', but got '<stream end>'"
     ]
+    assert problems("a: " + "[" * 3000 + "\n") == ["t.yaml:1:1: the YAML is nested too deeply"]
 
 
 # -- numbers, timezone -------------------------------------------------------------

@@ -121,15 +121,20 @@ class B2bua:
 
     def _new_call(self, txn: ServerInvite, request: Request) -> None:
         stack = self.ctx.stack
-        plan = self._plan(request)
-        if plan is None:
-            txn.respond(request.response(404, None, stack.to_tag(txn)))
-            return
+        called = called_number(request)
+        service = self._service(called)
         if self.floods is not None:
-            refusal = self.floods.admit(plan.called, plan.customer or None, txn.addr[0])
+            # Before the tree runs, and for unknown numbers too: a source spraying
+            # random numbers is held to its limit, and a refused call costs no evaluation.
+            number, customer = self._bucket(called, service)
+            refusal = self.floods.admit(number, customer, txn.addr[0])
             if refusal is not None:
                 txn.respond(refusal.response(request, stack.to_tag(txn)))
                 return
+        plan = self._plan(request, called, service)
+        if plan is None:
+            txn.respond(request.response(404, None, stack.to_tag(txn)))
+            return
         # Time-ordered (milliseconds first), so the records' unique index grows at its end.
         call_id = f"{int(stack.clock.seconds() * 1000):012x}{secrets.token_hex(6)}"
         call = Call(self, txn, request, txn.addr, plan, call_id)
@@ -138,18 +143,38 @@ class B2bua:
         self.calls_started += 1
         call.start()
 
-    def _plan(self, request: Request) -> Plan | None:
-        """What to do with a new call: the engine's own service, or its tree's decision."""
+    def _service(self, called: str | None) -> tuple[str, str] | None:
+        """The engine's own service a number reaches, with its customer ("" for DRS), or None."""
+        if called is None:
+            return None
         drs = self.ctx.drs
+        if drs is not None and called == drs.service_number:
+            return "drs", ""
         phone = self.ctx.acm.phone if self.ctx.acm is not None else None
-        if drs is not None or phone is not None:  # the engine's own services come first
-            called = called_number(request)
-            if drs is not None and called == drs.service_number:
-                return Plan(caller_number(request), called, "", "drs-service", None, "drs")
-            customer = phone.numbers.get(called) if phone is not None and called else None
-            if called is not None and customer is not None:
-                return Plan(caller_number(request), called, customer, "acm-feature", None,
-                            "operator")  # fmt: skip
+        customer = phone.numbers.get(called) if phone is not None else None
+        return None if customer is None else ("operator", customer)
+
+    def _bucket(
+        self, called: str | None, service: tuple[str, str] | None
+    ) -> tuple[str | None, str | None]:
+        """The number and customer whose flood bucket a call takes (a lookup, no evaluation).
+
+        A number nothing serves has no bucket (None): random numbers would
+        otherwise fill the table and push out the buckets of real ones.
+        """
+        if service is not None:
+            return called, service[1] or None
+        tree = self.router.trees.lookup(called) if called is not None else None
+        return (None, None) if tree is None else (called, tree.customer)
+
+    def _plan(
+        self, request: Request, called: str | None, service: tuple[str, str] | None
+    ) -> Plan | None:
+        """What to do with a new call: the engine's own service first, else its tree's decision."""
+        if called is not None and service is not None:
+            kind, customer = service
+            rule = "drs-service" if kind == "drs" else "acm-feature"
+            return Plan(caller_number(request), called, customer, rule, None, kind)
         route = self.router.route(request, self.ctx.stack.clock.seconds())
         return None if route is None else Plan.of(route)
 

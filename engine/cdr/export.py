@@ -21,7 +21,10 @@ Times are ISO 8601 UTC with milliseconds (``2026-12-01T10:00:00.123Z``),
 ``true``/``false``, and an unknown value is empty (CSV) or ``null`` (JSON).
 
 The database is opened read-only: exporting never changes it, and runs
-while engines write (WAL readers do not block writers).
+while engines write (WAL readers do not block writers). A ``data_dir`` with
+no records yet (no database, or no ended leg) exports nothing and succeeds,
+like an empty period: a scheduled daily export must not fail on a quiet or
+new engine. Only an unusable database or bad times are errors.
 """
 
 from __future__ import annotations
@@ -38,7 +41,17 @@ from engine.cdr.migrations import MIGRATIONS, schema_version
 from engine.cdr.record import FIELDS, TIME_FIELDS
 from engine.cdr.store import FILENAME
 
-__all__ = ["FORMATS", "ExportError", "export", "format_time", "lines", "parse_time", "query", "run"]
+__all__ = [
+    "FORMATS",
+    "ExportError",
+    "NoRecordsError",
+    "export",
+    "format_time",
+    "lines",
+    "parse_time",
+    "query",
+    "run",
+]
 
 FORMATS = ("csv", "jsonl")
 _PROG = "vms cdr export"
@@ -119,12 +132,19 @@ def _line(fmt: str) -> str:
     return f"json_object({pairs})"
 
 
+class NoRecordsError(Exception):
+    """``data_dir`` holds no call record yet: not a failure, the message is a note for the user."""
+
+
 def open_records(data_dir: Path) -> sqlite3.Connection:
-    """The call-record database of ``data_dir``, read-only; ExportError when there is none."""
+    """The call-record database of ``data_dir``, read-only.
+
+    NoRecordsError when it has none yet, ExportError when it cannot be used.
+    """
     path = data_dir / FILENAME
     if not path.is_file():
-        raise ExportError(f"there are no call records in {data_dir} (no {FILENAME}); "
-                          "the engine writes them there once it has handled calls")  # fmt: skip
+        raise NoRecordsError(f"there are no call records in {data_dir} yet (no {FILENAME}: "
+                             "the engine writes it once it has handled calls)")  # fmt: skip
     try:
         conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True,
                                timeout=10.0)  # fmt: skip
@@ -139,12 +159,12 @@ def open_records(data_dir: Path) -> sqlite3.Connection:
             raise ExportError(f"{path} is at schema version {version}, newer than this vms "
                               f"knows ({known}); export with the newer vms")  # fmt: skip
         if conn.execute("SELECT 1 FROM legs LIMIT 1").fetchone() is None:
-            raise ExportError(f"there are no call records in {data_dir} yet ({FILENAME} has "
-                              "no ended call legs)")  # fmt: skip
+            raise NoRecordsError(f"there are no call records in {data_dir} yet ({FILENAME} "
+                                 "has no ended call legs)")  # fmt: skip
     except sqlite3.Error as exc:
         conn.close()
         raise ExportError(f"{path} cannot be read as a call-record database ({exc})") from None
-    except ExportError:
+    except (ExportError, NoRecordsError):
         conn.close()
         raise
     return conn
@@ -180,15 +200,23 @@ def lines(conn: sqlite3.Connection, fmt: str, start: float | None = None,
 
 def export(data_dir: Path, fmt: str, out: TextIO, start: float | None = None,
            end: float | None = None) -> int:  # fmt: skip
-    """Write the legs of ``data_dir`` that started in [start, end) to ``out``; return how many."""
+    """Write the legs of ``data_dir`` that started in [start, end) to ``out``; return how many.
+
+    With no records at all, the output is what an empty period gives (the
+    CSV header alone), then NoRecordsError says why.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     eol = CSV_EOL if fmt == "csv" else "\n"
-    conn = open_records(data_dir)
+    header = ",".join(FIELDS) + eol if fmt == "csv" else ""
+    try:
+        conn = open_records(data_dir)
+    except NoRecordsError:
+        out.write(header)
+        raise
     count = 0
     try:
-        if fmt == "csv":
-            out.write(",".join(FIELDS) + eol)
+        out.write(header)
         for batch in lines(conn, fmt, start, end):
             out.write(eol.join(batch) + eol)
             count += len(batch)
@@ -202,7 +230,10 @@ def export(data_dir: Path, fmt: str, out: TextIO, start: float | None = None,
 
 def run(data_dir: Path, fmt: str, start_text: str | None, end_text: str | None,
         out: TextIO, err: TextIO) -> int:  # fmt: skip
-    """The command: exit status 0, or 1 with one sentence on ``err`` for bad input."""
+    """The command: exit status 0, or 1 with one sentence on ``err`` for bad input.
+
+    No records yet is no failure: 0, the CSV header alone, and a note on ``err``.
+    """
     try:
         start = parse_time(start_text, "--from") if start_text is not None else None
         end = parse_time(end_text, "--to") if end_text is not None else None
@@ -213,4 +244,6 @@ def run(data_dir: Path, fmt: str, start_text: str | None, end_text: str | None,
     except ExportError as exc:
         print(f"{_PROG}: {exc}", file=err)
         return 1
+    except NoRecordsError as exc:
+        print(f"{_PROG}: {exc}; nothing exported", file=err)
     return 0

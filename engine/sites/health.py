@@ -106,6 +106,7 @@ class Site:
     address: tuple[str, int] | None = None
     transport: str = "udp"
     #: Normalised patterns: ``*``, ``+3225550*`` (prefix) or ``+3225550001`` (exact).
+    #: The configuration gives the site named ``trunk`` ``*`` when it lists none.
     numbers: tuple[str, ...] = ()
     interval: float = 5.0
     timeout: float = 2.0

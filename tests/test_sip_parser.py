@@ -250,16 +250,36 @@ def test_stream_parser_handles_partial_and_several_messages_per_read() -> None:
 
 
 def test_stream_parser_requires_content_length() -> None:
+    good = request_bytes("OPTIONS", branch="z9hG4bK-good")
     data = request_bytes("OPTIONS").replace(b"Content-Length: 0\r\n", b"")
-    with pytest.raises(ParseError) as info:
-        StreamParser().feed(data)
-    assert info.value.reason == "Missing Content-Length"
+    parser = StreamParser()
+    served, lost = parser.feed(good + data)
+    assert isinstance(served, Request) and served.top_via().branch == "z9hG4bK-good"
+    assert isinstance(lost, ParseError) and lost.reason == "Missing Content-Length"
+    assert parser.broken and parser.feed(good) == []  # its framing is gone
 
 
 def test_stream_parser_refuses_endless_headers() -> None:
     parser = StreamParser(max_message=1000)
-    with pytest.raises(ParseError):
-        parser.feed(b"OPTIONS sip:a SIP/2.0\r\n" + b"X: y\r\n" * 500)
+    (lost,) = parser.feed(b"OPTIONS sip:a SIP/2.0\r\n" + b"X: y\r\n" * 500)
+    assert isinstance(lost, ParseError) and lost.reason == "Message Too Large"
+    assert parser.broken
+
+
+def test_a_framed_but_invalid_message_is_refused_alone_and_the_stream_goes_on() -> None:
+    """The messages before and after it are served; only a lost framing closes the stream."""
+    one = request_bytes("OPTIONS", branch="z9hG4bK-1")
+    bad = request_bytes("OPTIONS", branch="z9hG4bK-2", body=b"x")
+    bad = bad.replace(b"Call-ID: call-1@test\r\n", b"")
+    dup = request_bytes("OPTIONS", branch="z9hG4bK-3").replace(b"To:", b"To: <sip:a@b>\r\nTo:")
+    three = request_bytes("OPTIONS", branch="z9hG4bK-4")
+    parser = StreamParser()
+    got = parser.feed(one + bad + dup + three)
+    assert [type(g).__name__ for g in got] == ["Request", "ParseError", "ParseError", "Request"]
+    assert [g.reason for g in got if isinstance(g, ParseError)] == ["Missing Call-ID",
+                                                                   "Several To Headers"]
+    assert got[3].top_via().branch == "z9hG4bK-4"  # type: ignore[union-attr]
+    assert not parser.broken
 
 
 # -- nothing on the wire raises anything but ParseError ------------------------------
@@ -294,8 +314,4 @@ def test_mutated_messages_only_raise_parse_error(sample: bytes, edits: list) -> 
         if isinstance(message, Request):
             with contextlib.suppress(ValueError, KeyError):
                 getattr(message, view)()
-    try:
-        stream = StreamParser()
-        stream.feed(bytes(data))
-    except ParseError:
-        pass
+    StreamParser().feed(bytes(data))  # returns what it framed, errors included; raises nothing

@@ -100,21 +100,29 @@ def parse_datagram(data: bytes) -> Request | Response:
 class StreamParser:
     """Frames messages out of a TCP byte stream (RFC 3261 §18.3).
 
-    ``feed`` returns the messages completed by the new bytes; ``pings``
-    counts RFC 5626 double-CRLF keep-alives seen since the last call, which
-    the transport answers with a single CRLF. A framing error raises
-    ParseError and the connection must be closed (its framing is lost).
+    ``feed`` returns, in order, the messages completed by the new bytes and a
+    ParseError for each that was framed but invalid (a missing Call-ID, a
+    duplicate To): the connection answers it 400 and goes on, its framing
+    intact. When the framing itself is lost (no end of headers within
+    ``max_message``, a bad or missing Content-Length, headers that cannot be
+    read), the ParseError comes last and ``broken`` is set: the connection
+    must be closed once what came before has been served. ``pings`` counts
+    RFC 5626 double-CRLF keep-alives since the last call, which the
+    transport answers with a single CRLF.
     """
 
     def __init__(self, max_message: int = MAX_MESSAGE) -> None:
         self._buffer = bytearray()
         self._max = max_message
         self.pings = 0
+        self.broken = False
 
-    def feed(self, data: bytes) -> list[Request | Response]:
+    def feed(self, data: bytes) -> list[Request | Response | ParseError]:
+        if self.broken:
+            return []
         buffer = self._buffer
         buffer += data
-        out: list[Request | Response] = []
+        out: list[Request | Response | ParseError] = []
         while True:
             start = 0
             while buffer.startswith(b"\r\n", start):
@@ -125,21 +133,43 @@ class StreamParser:
             end = buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(buffer) > self._max:
-                    raise ParseError("Message Too Large")
+                    return self._lost(out, ParseError("Message Too Large"))
                 return out
-            message = _parse_head(bytes(buffer[:end]), "\r\n")
-            length = _content_length(message)
+            error: ParseError | None = None
+            try:
+                message: Message | None = _parse_head(bytes(buffer[:end]), "\r\n")
+            except ParseError as exc:  # framed all the same if its headers were read
+                message, error = exc.partial, exc
+                if message is None or exc.reason == "Several Content-Length Values":
+                    return self._lost(out, exc)
+            assert message is not None
+            try:
+                length = _content_length(message)
+            except ParseError as exc:
+                return self._lost(out, exc)
             if length is None:
-                raise ParseError("Missing Content-Length", partial=message)
+                return self._lost(out, ParseError("Missing Content-Length", partial=message))
             total = end + 4 + length
             if total > self._max:
-                raise ParseError("Message Too Large", partial=message)
+                return self._lost(out, ParseError("Message Too Large", partial=message))
             if len(buffer) < total:
                 return out
             message.body = bytes(buffer[end + 4 : total])
             del buffer[:total]
-            _check_start(message)
-            out.append(message)
+            if error is None:
+                try:
+                    _check_start(message)
+                except ParseError as exc:
+                    error = exc
+            out.append(error if error is not None else message)  # type: ignore[arg-type]
+
+    def _lost(
+        self, out: list[Request | Response | ParseError], exc: ParseError
+    ) -> list[Request | Response | ParseError]:
+        self.broken = True
+        self._buffer.clear()
+        out.append(exc)
+        return out
 
 
 def _parse_head(head: bytes, sep: str) -> Request | Response:

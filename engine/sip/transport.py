@@ -258,18 +258,25 @@ class TcpConnection(protocol.Protocol):
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         pool = self.pool
         self.last_used = pool.clock.seconds()
-        try:
-            messages = self.parser.feed(data)
-        except ParseError as exc:
-            pool.stack.malformed(exc, self, self.addr)
-            self.transport.loseConnection()
-            return
-        if self.parser.pings:
-            self.transport.write(b"\r\n" * self.parser.pings)  # RFC 5626 pong
-            self.parser.pings = 0
+        parser = self.parser
+        items = parser.feed(data)
+        if parser.pings:
+            self.transport.write(b"\r\n" * parser.pings)  # RFC 5626 pong
+            parser.pings = 0
         overloaded = pool.overload.overloaded(self.last_used)
-        for message in messages:
-            pool.stack.receive(message, self, self.addr, overloaded)
+        stack = pool.stack
+        for item in items:  # in order: a 400 for an invalid one, the others served
+            try:
+                if isinstance(item, ParseError):
+                    stack.malformed(item, self, self.addr)
+                else:
+                    stack.receive(item, self, self.addr, overloaded)
+            except Exception:  # as on UDP: one message must not take the connection down
+                stack.counters.malformed += 1
+                stack.ratelog.exception("tcp-bug", "a message from %s:%s failed in the stack",
+                                        self.addr[0], self.addr[1])  # fmt: skip
+        if parser.broken:  # its framing is lost: nothing more can be read from it
+            self.transport.loseConnection()
 
     def send(self, data: bytes, addr: Address) -> None:
         self.last_used = self.pool.clock.seconds()

@@ -111,3 +111,21 @@ def test_a_keepalive_ping_gets_its_pong(server: Server) -> None:
         sock.sendall(request("INVITE", NUMBER, server.sip, local, transport="TCP"))
         (response,) = read_messages(sock, 1)
     assert response.status == 302
+
+
+def test_an_invalid_message_between_two_gets_400_and_the_connection_goes_on(
+    server: Server,
+) -> None:
+    """Framed by its Content-Length, a message without Call-ID is refused alone."""
+    with tcp_connection(server.sip) as sock:
+        local = sock.getsockname()[:2]
+        first, bad, last = (request("INVITE", NUMBER, server.sip, local, transport="TCP",
+                                    branch=f"z9hG4bK-tcpbad-{i}") for i in range(3))  # fmt: skip
+        head, _, rest = bad.partition(b"Call-ID:")
+        bad = head + rest.partition(b"\r\n")[2]
+        sock.sendall(first + bad + last)
+        responses = read_messages(sock, 3)
+        assert [r.status for r in responses] == [302, 400, 302]
+        sock.sendall(request("INVITE", NUMBER, server.sip, local, transport="TCP",
+                             branch="z9hG4bK-tcpbad-after"))  # fmt: skip
+        assert [r.status for r in read_messages(sock, 1)] == [302]  # still open

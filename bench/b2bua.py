@@ -146,9 +146,9 @@ class B2bua(LoadBenchmark[B2buaStep, B2buaResult]):
     def engine(self, workdir: Path) -> Server:
         return B2buaEngine(self.root, workdir, SERVER_CPU, self.uas.address)
 
-    def kamailio(self, workdir: Path) -> Server:
-        opts, trunk = self.opts, self.uas.address
-        return KamailioProxy(workdir, SERVER_CPU, trunk, opts.kamailio_children, opts.kamailio_mem)
+    def kamailio(self, workdir: Path, name: str, memory: str) -> Server:
+        trunk = self.uas.address
+        return KamailioProxy(workdir, SERVER_CPU, trunk, self.opts.kamailio_children, memory, name)
 
     def header(self) -> str:
         opts = self.opts

@@ -92,6 +92,7 @@ def summarise(opts: Options, sipp: Sipp, results: list[B2buaResult]) -> dict[str
         "call_seconds": opts.call_seconds,
         "kamailio_mem": opts.kamailio_mem,
         "kamailio_children": opts.kamailio_children,
+        "kamailio_tlsf": opts.kamailio_tlsf,
     }
     summary: dict[str, Any] = {
         **summary_head("b2bua", options),
@@ -109,20 +110,30 @@ def summarise(opts: Options, sipp: Sipp, results: list[B2buaResult]) -> dict[str
             for r in results
         },
         "comparison": report.comparison(opts.rates, results, shares=True),
+        "comparison_tlsf": report.comparison(
+            opts.rates, results, shares=True, peer="kamailio-tlsf"
+        ),
     }
     summary["targets"] = _targets(summary, report.named(results, "engine"))
     summary["notes"] = _notes(summary, results)
     return summary
 
 
-def _targets(summary: dict[str, Any], engine: B2buaResult | None) -> list[dict[str, str]]:
-    rows = {c["rate"]: c for c in summary["comparison"] if c["ratio"] is not None}
+def _ratio_row(comparison: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str, str]:
+    """The comparison at the issue's rate (else the nearest common one), with its notes."""
+    rows = {c["rate"]: c for c in comparison if c["ratio"] is not None}
     row = rows.get(CPU_RATIO_RATE)
     fallback = ""
     if row is None and rows:  # judged at the common rate nearest the issue's
         rate = min(rows, key=lambda r: abs(r - CPU_RATIO_RATE))
         row, fallback = rows[rate], f" (not measured at {CPU_RATIO_RATE}/s)"
     also = rows.get(CPU_RATIO_ALSO)
+    more = f"; at {CPU_RATIO_ALSO}/s: ratio {report.ratio(also['ratio'])}" if also else ""
+    return row, fallback, more
+
+
+def _targets(summary: dict[str, Any], engine: B2buaResult | None) -> list[dict[str, str]]:
+    row, fallback, more = _ratio_row(summary["comparison"])
     return [
         report.ratio_target(
             f"engine CPU per call at most {CPU_RATIO_TARGET:g}× Kamailio's (at {CPU_RATIO_RATE}/s)",
@@ -130,8 +141,9 @@ def _targets(summary: dict[str, Any], engine: B2buaResult | None) -> list[dict[s
             CPU_RATIO_TARGET,
             0,
             fallback,
-            f"; at {CPU_RATIO_ALSO}/s: ratio {report.ratio(also['ratio'])}" if also else "",
+            more,
         ),
+        *report.tlsf_info(_ratio_row(summary["comparison_tlsf"])[0], CPU_RATIO_TARGET, 0),
         report.clean_target(
             f"zero failed calls at {CLEAN_RATE_TARGET} calls/s",
             engine.step(CLEAN_RATE_TARGET) if engine else None,

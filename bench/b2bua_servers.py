@@ -159,9 +159,10 @@ class KamailioProxy(KamailioServer):
         cpu: int,
         trunk: tuple[str, int],
         children: int = 1,
-        memory: str = "tlsf",
+        memory: str = "qm",
+        name: str = "kamailio",
     ) -> None:
-        super().__init__(workdir, cpu, children, memory)
+        super().__init__(workdir, cpu, children, memory, name)
         self.trunk = trunk
         self.shared_mb = 256
 

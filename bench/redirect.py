@@ -52,9 +52,8 @@ class Redirect(LoadBenchmark[Step, ServerResult[Step]]):
     def engine(self, workdir: Path) -> Server:
         return EngineServer(self.root, workdir, SERVER_CPU)
 
-    def kamailio(self, workdir: Path) -> Server:
-        opts = self.opts
-        return KamailioServer(workdir, SERVER_CPU, opts.kamailio_children, opts.kamailio_mem)
+    def kamailio(self, workdir: Path, name: str, memory: str) -> Server:
+        return KamailioServer(workdir, SERVER_CPU, self.opts.kamailio_children, memory, name)
 
     def header(self) -> str:
         opts = self.opts

@@ -68,6 +68,7 @@ def summarise(
         "settle": opts.settle,
         "kamailio_mem": opts.kamailio_mem,
         "kamailio_children": opts.kamailio_children,
+        "kamailio_tlsf": opts.kamailio_tlsf,
     }
     summary: dict[str, Any] = {
         **summary_head("redirect", options),
@@ -77,6 +78,7 @@ def summarise(
             for r in results
         },
         "comparison": report.comparison(opts.rates, results),
+        "comparison_tlsf": report.comparison(opts.rates, results, peer="kamailio-tlsf"),
         "tree_eval": tree_summary,
     }
     summary["targets"] = _targets(summary, report.named(results, "engine"), tree)
@@ -84,18 +86,23 @@ def summarise(
     return summary
 
 
+def _ratio_row(comparison: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The comparison at the clean-rate target's rate, else at the highest common rate."""
+    rows = [c for c in comparison if c["ratio"] is not None]
+    return next((c for c in rows if c["rate"] == CLEAN_RATE_TARGET), rows[-1] if rows else None)
+
+
 def _targets(
     summary: dict[str, Any], engine: ServerResult[Step] | None, tree: TreeEval | None
 ) -> list[dict[str, str]]:
-    rows = [c for c in summary["comparison"] if c["ratio"] is not None]
-    row = next((c for c in rows if c["rate"] == CLEAN_RATE_TARGET), rows[-1] if rows else None)
     out = [
         report.ratio_target(
             f"engine CPU per call at most {CPU_RATIO_TARGET:g}× Kamailio's",
-            row,
+            _ratio_row(summary["comparison"]),
             CPU_RATIO_TARGET,
             1,
         ),
+        *report.tlsf_info(_ratio_row(summary["comparison_tlsf"]), CPU_RATIO_TARGET, 1),
         report.clean_target(
             f"zero failed calls at {CLEAN_RATE_TARGET} calls/s on one core",
             engine.step(CLEAN_RATE_TARGET) if engine else None,

@@ -51,6 +51,7 @@ __all__ = [
     "step_summary",
     "tables",
     "target",
+    "tlsf_info",
     "verdicts",
 ]
 
@@ -182,13 +183,15 @@ def named(results: Sequence[ResultT], name: str) -> ResultT | None:
 
 
 def comparison(
-    rates: Sequence[int], results: Sequence[ServerResult[Any]], shares: bool = False
-) -> list[dict[str, Any]]:
-    """The engine beside Kamailio at every rate both were measured at.
+    rates: Sequence[int], results: Sequence[ServerResult[Any]], shares: bool = False,
+    peer: str = "kamailio",
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The engine beside Kamailio (the server named ``peer``) at every rate both ran at.
 
-    ``shares``: with each server's % of its core over the run.
+    ``shares``: with each server's % of its core over the run. The keys say
+    ``kamailio_`` whichever Kamailio ``peer`` is.
     """
-    engine, kamailio = named(results, "engine"), named(results, "kamailio")
+    engine, kamailio = named(results, "engine"), named(results, peer)
     if not (engine and kamailio):
         return []
     rows = []
@@ -232,21 +235,32 @@ def ratio_target(
     digits: int,
     fallback: str = "",
     also: str = "",
+    judged: bool = True,
 ) -> dict[str, str]:
     """The engine's CPU per call against Kamailio's, judged on one comparison ``row``.
 
     ``fallback`` follows the rate when the row is not the target's own,
-    ``also`` ends the detail.
+    ``also`` ends the detail; ``judged=False`` shows the figures as
+    ``info`` (Kamailio on tlsf: not the issues' reference).
     """
     if row is None:
         return target(name, "n/a", "needs both servers measured at a common rate")
+    verdict = "PASS" if row["ratio"] <= limit else "MISS"
     return target(
         name,
-        "PASS" if row["ratio"] <= limit else "MISS",
+        verdict if judged else "info",
         f"at {row['rate']}/s{fallback}: engine {row['engine_cpu_us_per_call']:.{digits}f} µs, "
         f"Kamailio {row['kamailio_cpu_us_per_call']:.{digits}f} µs, ratio "
         f"{ratio(row['ratio'])}{also}",
     )
+
+
+def tlsf_info(row: dict[str, Any] | None, limit: float, digits: int) -> list[dict[str, str]]:
+    """The ratio against Kamailio on tlsf beside the judged one (``info``), when it ran."""
+    if row is None:
+        return []
+    name = "the same against Kamailio on -x tlsf (its fastest here; not the reference)"
+    return [ratio_target(name, row, limit, digits, judged=False)]
 
 
 def clean_target(name: str, step: Step | None, rate: int) -> dict[str, str]:
@@ -383,6 +397,9 @@ def tables(
             *_pair("p99 ms", "p99_ms", ms),
         ]
         out += ["", "engine / Kamailio, side by side", _table(side, summary["comparison"])]
+        if summary.get("comparison_tlsf"):
+            out += ["", "engine / Kamailio on -x tlsf (not the issues' reference), side by side",
+                    _table(side, summary["comparison_tlsf"])]  # fmt: skip
     return [*out, "", *_highest_clean(summary, "none of the rates measured")]
 
 
@@ -419,16 +436,17 @@ def verdicts(summary: dict[str, Any]) -> list[str]:
 def headlines(summary: dict[str, Any]) -> list[str]:
     """The lines of the run's closing summary: the ratio per rate, clean rates, targets."""
     out = []
-    rows = summary.get("comparison") or []
-    if rows:
-        out.append(
-            "CPU µs/call engine / Kamailio: "
-            + ", ".join(
-                f"{c['rate']}/s {num(c['engine_cpu_us_per_call'], 0)} / "
-                f"{num(c['kamailio_cpu_us_per_call'], 0)} ({ratio(c['ratio'])})"
-                for c in rows
+    for key, peer in (("comparison", "Kamailio"), ("comparison_tlsf", "Kamailio tlsf")):
+        rows = summary.get(key) or []
+        if rows:
+            out.append(
+                f"CPU µs/call engine / {peer}: "
+                + ", ".join(
+                    f"{c['rate']}/s {num(c['engine_cpu_us_per_call'], 0)} / "
+                    f"{num(c['kamailio_cpu_us_per_call'], 0)} ({ratio(c['ratio'])})"
+                    for c in rows
+                )
             )
-        )
     out += _highest_clean(summary, "none")
     out += [f"{t['status']:<4}  {t['target']}: {t['detail']}" for t in summary.get("targets", [])]
     return out

@@ -269,3 +269,32 @@ def tag_of(message: Request | Response) -> str:
     tag = parse_address(message.headers["to"][0]).tag
     assert tag is not None
     return tag
+
+
+# -- one number forwarded to one destination: the call most B2BUA tests need ----------------
+
+BARE_NUMBER = "+3225551236"
+BARE_FORWARD = '{forward: "+3225550020", timeout: 10}'
+
+
+def bare_harness(trees: Path, do: str = BARE_FORWARD, **settings: Any) -> Harness:
+    """A harness whose one tree forwards :data:`BARE_NUMBER` by the action ``do``."""
+    (trees / "acme.yaml").write_text(
+        "version: 1\ncustomer: acme\n"
+        f'numbers: ["{BARE_NUMBER}"]\n'
+        "timezone: Europe/Brussels\nroutes:\n"
+        f"  - name: bare\n    do: {do}\n"
+    )
+    return Harness(trees, **settings)
+
+
+def answered(h: Harness, extra: dict[str, str] | None = None,
+             tag: str = "callee-tag") -> tuple[Request, str]:  # fmt: skip
+    """A call to :data:`BARE_NUMBER` answered and acknowledged: the callee's INVITE, our tag."""
+    h.caller_sends(h.invite(called=BARE_NUMBER))
+    invite = only(h.to_trunk(), "INVITE")
+    h.trunk_answers(invite, 200, SDP_ANSWER, tag=tag, extra=extra)
+    ok = [m for m in h.to_caller() if isinstance(m, Response) and m.status == 200][-1]
+    h.caller_sends(h.caller_in_dialog("ACK", tag_of(ok), cseq=1, branch="z9hG4bK-ack"))
+    only(h.to_trunk(), "ACK")
+    return invite, tag_of(ok)

@@ -11,24 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from b2bkit import CALLER_ADDR, SDP_ANSWER, TRUNK_ADDR, Harness, only, tag_of
+from b2bkit import CALLER_ADDR, SDP_ANSWER, TRUNK_ADDR, Harness, bare_harness, only, tag_of
 from engine.sip.message import Request, Response
-
-TREE = """\
-version: 1
-customer: acme
-numbers: ["+3225551236"]
-timezone: Europe/Brussels
-routes:
-  - name: bare
-    do: {forward: "+3225550020", timeout: 10}
-"""
 
 
 @pytest.fixture
 def h(tmp_path: Path) -> Harness:
-    (tmp_path / "acme.yaml").write_text(TREE)
-    harness = Harness(tmp_path)
+    harness = bare_harness(tmp_path)
     harness.ctx.transport = harness.caller  # one socket for callers and the trunk
     harness.trunk = harness.caller
     return harness

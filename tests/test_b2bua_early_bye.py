@@ -11,24 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from b2bkit import SDP_ANSWER, Harness, only, tag_of
+from b2bkit import SDP_ANSWER, Harness, bare_harness, only, tag_of
 from engine.sip.message import Request, Response
-
-TREE = """\
-version: 1
-customer: acme
-numbers: ["+3225551236"]
-timezone: Europe/Brussels
-routes:
-  - name: bare
-    do: {forward: "+3225550020", timeout: 10, on_no_answer: {reject: 486}}
-"""
 
 
 @pytest.fixture
 def h(tmp_path: Path) -> Harness:
-    (tmp_path / "acme.yaml").write_text(TREE)
-    return Harness(tmp_path)
+    return bare_harness(tmp_path, '{forward: "+3225550020", timeout: 10, '
+                                  "on_no_answer: {reject: 486}}")
 
 
 def ringing(h: Harness, extra: str = "", provisional: int = 180) -> tuple[Request, str]:

@@ -6,39 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from b2bkit import SDP_ANSWER, SDP_OFFER, TRUNK_ADDR, Harness, only, tag_of
-from engine.sip.message import Request, Response
-
-TREE = """\
-version: 1
-customer: acme
-numbers: ["+3225551236"]
-timezone: Europe/Brussels
-routes:
-  - name: bare
-    do: {forward: "+3225550020", timeout: 10}
-"""
+from b2bkit import SDP_ANSWER, SDP_OFFER, TRUNK_ADDR, Harness, answered, bare_harness, only
+from engine.sip.message import Request
 
 
 @pytest.fixture
 def h(tmp_path: Path) -> Harness:
-    (tmp_path / "acme.yaml").write_text(TREE)
-    return Harness(tmp_path)
-
-
-def _answered(h: Harness) -> str:
-    h.caller_sends(h.invite(called="+3225551236"))
-    h.trunk_answers(only(h.to_trunk(), "INVITE"), 200, SDP_ANSWER)
-    ok = [m for m in h.to_caller() if isinstance(m, Response) and m.status == 200][-1]
-    h.caller_sends(h.caller_in_dialog("ACK", tag_of(ok), cseq=1, branch="z9hG4bK-ack"))
-    only(h.to_trunk(), "ACK")
-    return tag_of(ok)
+    return bare_harness(tmp_path)
 
 
 def test_a_re_invite_left_ringing_is_cancelled_then_the_call_takes_re_invites_again(
     h: Harness,
 ) -> None:
-    tag = _answered(h)
+    _, tag = answered(h)
     hold = SDP_OFFER.replace(b"m=audio", b"a=sendonly\r\nm=audio")
     h.caller_sends(h.caller_in_dialog("INVITE", tag, body=hold))
     reinvite = only(h.to_trunk(), "INVITE")
@@ -57,7 +37,7 @@ def test_a_re_invite_left_ringing_is_cancelled_then_the_call_takes_re_invites_ag
 
 
 def test_a_re_invite_answered_in_time_is_never_cancelled(h: Harness) -> None:
-    tag = _answered(h)
+    _, tag = answered(h)
     h.caller_sends(h.caller_in_dialog("INVITE", tag, body=SDP_OFFER))
     reinvite = only(h.to_trunk(), "INVITE")
     h.trunk_answers(reinvite, 180)
@@ -69,7 +49,7 @@ def test_a_re_invite_answered_in_time_is_never_cancelled(h: Harness) -> None:
 
 def test_an_icmp_error_after_a_re_invites_final_answer_changes_nothing(h: Harness) -> None:
     """Timer D keeps the refused re-INVITE's transaction: a transport error then is no answer."""
-    tag = _answered(h)
+    _, tag = answered(h)
     h.caller_sends(h.caller_in_dialog("INVITE", tag, body=SDP_OFFER))
     h.trunk_answers(only(h.to_trunk(), "INVITE"), 488)
     assert h.statuses_to_caller() == [488]

@@ -11,26 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from b2bkit import SDP_ANSWER, Harness, only
+from b2bkit import SDP_ANSWER, Harness, bare_harness, only
 from engine.sip.message import Response
 
 OURS = "<sip:vms@127.0.0.1:5060>"
 
-TREE = """\
-version: 1
-customer: acme
-numbers: ["+3225551236"]
-timezone: Europe/Brussels
-routes:
-  - name: bare
-    do: {forward: "+3225550020", timeout: 10}
-"""
-
-
 @pytest.fixture
 def h(tmp_path: Path) -> Harness:
-    (tmp_path / "acme.yaml").write_text(TREE)
-    h = Harness(tmp_path)
+    h = bare_harness(tmp_path)
     h.caller_sends(h.invite(called="+3225551236"))
     return h
 

@@ -24,7 +24,6 @@ outcome with no handler after the caller was answered ends with a BYE.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -40,6 +39,7 @@ from engine.calls.outcomes import NO_ANSWER, OVERFLOW, UNREACHABLE, classify, fi
 from engine.calls.queue import QueueRun
 from engine.calls.records import CallRecords
 from engine.calls.session import CALLEE, CALLER, SessionTimers, refresh_request
+from engine.sip.grammar import is_ip_address
 from engine.sip.message import Request, Response
 from engine.sip.timers import Timer
 from engine.sip.transaction import (
@@ -91,14 +91,6 @@ def _needs_media(action: Action | None) -> bool:
     needs = any(isinstance(a, Announce | Menu | Queue) for _, a in walk(action))
     _media_of[id(action)] = (action, needs)
     return needs
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class Plan(NamedTuple):
@@ -710,7 +702,7 @@ class Call:
             if leg.target is not None and dialog in leg.dialogs.values():
                 return leg.target[1]
         host, port = dialog.next_hop()
-        if _is_ip(host):
+        if is_ip_address(host):
             return host, port
         if dialog is self.inbound.dialog:
             return self.inbound.source

@@ -43,8 +43,8 @@ class OutboundLeg(Machine):
 
     __slots__ = (
         "ack", "answer", "call", "cancel_reason", "destination", "dialog", "dialogs", "final",
-        "forward", "holds_slot", "index", "invite", "invite_txn", "last_rseq", "lease", "path",
-        "ring_timer", "target",
+        "forks", "forward", "holds_slot", "index", "invite", "invite_txn", "last_rseq", "lease",
+        "path", "ring_timer", "target",
     )  # fmt: skip
 
     def __init__(self, call: Call, index: int, forward: Forward, path: str) -> None:
@@ -58,6 +58,7 @@ class OutboundLeg(Machine):
         self.invite_txn: ClientInvite | None = None
         self.dialogs: dict[str, Dialog] = {}
         self.dialog: Dialog | None = None
+        self.forks: set[str] = set()  # To tags of other 2xx than the answer, hung up
         self.cancel_reason: str | None = None
         self.last_rseq = 0
         self.ack: Request | None = None
@@ -119,7 +120,8 @@ class OutboundLeg(Machine):
         elif status < 200:
             self.handle("early" if _to_tag(response) else "progress", response)
         elif status < 300:
-            self.handle("success", response)
+            if not self._other_fork(response):
+                self.handle("success", response)
         else:
             self.final = response
             self.handle("failure", response)
@@ -127,9 +129,28 @@ class OutboundLeg(Machine):
     def transaction_failed(self, txn: Transaction, reason: str) -> None:
         self.handle("txn_failed", reason)
 
+    def _other_fork(self, response: Response) -> bool:
+        """A 2xx of another dialog than the answered one: ACK it, then BYE it (§13.2.2.4).
+
+        A proxy behind the trunk may fork the INVITE and more than one phone
+        answer; only the first answer is the call, the others are ended.
+        """
+        if self.answer is None or self.dialog is None or self.invite is None:
+            return False
+        tag = _to_tag(response)
+        if tag is None or tag == self.dialog.remote_tag:
+            return False
+        fork = Dialog.as_uac(self.invite, response, self.call.ctx.contact)
+        self.call.send_ack_on(fork, fork.ack(self.invite.cseq()[0]))  # each retransmission
+        if tag not in self.forks:
+            self.forks.add(tag)
+            self.call.send_in_dialog(fork, "BYE", self.call.ctx.transport, _ignored)
+        return True
+
     def stray_2xx(self, response: Response) -> None:
         """A 2xx retransmission after the INVITE transaction ended: ACK it again."""
-        self.handle("success", response)
+        if not self._other_fork(response):
+            self.handle("success", response)
 
     # -- what the call asks for ---------------------------------------------------------
 
@@ -329,6 +350,10 @@ class _Ignore:
 
     def transaction_failed(self, txn: Transaction, reason: str) -> None:
         pass
+
+
+def _ignored(_response: Response | None) -> None:
+    """The end of a BYE nobody waits for."""
 
 
 def _to_tag(response: Response) -> str | None:

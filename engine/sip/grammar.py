@@ -7,12 +7,14 @@ character sets the ABNF names.
 
 from __future__ import annotations
 
+import ipaddress
 import string
 
 __all__ = [
     "HOST_CHARS",
     "TOKEN_CHARS",
     "USER_CHARS",
+    "is_ip_address",
     "is_token",
     "parse_params",
     "split_commas",
@@ -30,6 +32,15 @@ _BAD_VALUE = frozenset(' \t,<>"')
 
 
 _tokens: set[str] = set()
+
+
+def is_ip_address(text: str) -> bool:
+    """An IPv4 or IPv6 literal: a host the engine sends to without resolving a name."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def is_token(text: str) -> bool:

@@ -11,7 +11,6 @@ handled here and never reach it.
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import logging
 import secrets
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.ratelog import RateLimitedLog
+from engine.sip.grammar import is_ip_address
 from engine.sip.headers import Via, parse_cseq
 from engine.sip.message import Request, Response
 from engine.sip.parser import ParseError, parse_datagram
@@ -298,7 +298,7 @@ class SipStack:
         via = request.top_via()
         params = via.params
         maddr = params.get("maddr")
-        if maddr and self.peers.allows(source[0]) and _is_ip(maddr):
+        if maddr and self.peers.allows(source[0]) and is_ip_address(maddr):
             return (maddr, via.port or 5060)
         rport = params.get("rport")
         if rport:
@@ -459,11 +459,3 @@ def _as_invite(cancel: Request) -> Request:
     headers = dict(cancel.headers)
     headers["cseq"] = [f"{cancel.cseq()[0]} INVITE"]
     return Request("INVITE", cancel.uri, headers)
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -144,6 +144,9 @@ def _targets(summary: dict[str, Any], engine: B2buaResult | None) -> list[dict[s
             more,
         ),
         *report.tlsf_info(_ratio_row(summary["comparison_tlsf"])[0], CPU_RATIO_TARGET, 0),
+        *report.quoted_info(
+            engine, KAMAILIO_REFERENCE_RATE, KAMAILIO_REFERENCE_US, CPU_RATIO_TARGET
+        ),
         report.clean_target(
             f"zero failed calls at {CLEAN_RATE_TARGET} calls/s",
             engine.step(CLEAN_RATE_TARGET) if engine else None,

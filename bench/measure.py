@@ -40,7 +40,8 @@ __all__ = [
 SERVER_CPU = 0
 SIPP_CPU = 1
 #: The Kamailio the targets are judged against: Debian's build with its default
-#: allocator (qm), whose cost matches the issues' reference figures (bench/servers.py).
+#: allocator (qm); its cost matches the B2BUA issue's reference figure, and the redirect
+#: issue's lies between it and tlsf's (bench/servers.py).
 KAMAILIO = "kamailio"
 #: Kamailio on tlsf, its fastest allocator here: shown beside, not judged.
 KAMAILIO_TLSF = "kamailio-tlsf"

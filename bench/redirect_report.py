@@ -103,6 +103,7 @@ def _targets(
             1,
         ),
         *report.tlsf_info(_ratio_row(summary["comparison_tlsf"]), CPU_RATIO_TARGET, 1),
+        *report.quoted_info(engine, CLEAN_RATE_TARGET, KAMAILIO_REFERENCE_US, CPU_RATIO_TARGET),
         report.clean_target(
             f"zero failed calls at {CLEAN_RATE_TARGET} calls/s on one core",
             engine.step(CLEAN_RATE_TARGET) if engine else None,

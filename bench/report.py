@@ -42,6 +42,7 @@ __all__ = [
     "named",
     "num",
     "progress_line",
+    "quoted_info",
     "ratio",
     "ratio_target",
     "reference_note",
@@ -314,6 +315,24 @@ def reference_note(
     return [
         f"Kamailio at {rate}/s: {step.cpu_us_per_call:.{digits}f} µs per call here; the issue "
         f"quotes about {reference_us:g} µs for this machine class"
+    ]
+
+
+def quoted_info(
+    engine: ServerResult[Any] | None, rate: int, reference_us: float, limit: float
+) -> list[dict[str, str]]:
+    """The engine against the Kamailio cost the issue quotes (``info``), beside the verdict."""
+    step = engine.step(rate) if engine else None
+    if step is None or not step.cpu_us_per_call:
+        return []
+    ratio_ = step.cpu_us_per_call / reference_us
+    return [
+        target(
+            f"the same against the issue's quoted {reference_us:g} µs (not measured here)",
+            "info",
+            f"at {rate}/s: engine {step.cpu_us_per_call:.0f} µs, ratio {ratio(ratio_)} "
+            f"(limit {limit:g}×)",
+        )
     ]
 
 

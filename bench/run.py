@@ -133,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=("tlsf", "fm", "qm"),
         default="qm",
         help="the allocator of the Kamailio the targets are judged against (default qm: "
-        "Debian's build as shipped, whose cost matches the issues' reference figures)",
+        "Debian's build as shipped; see bench/servers.py)",
     )
     parser.add_argument(
         "--no-kamailio-tlsf",

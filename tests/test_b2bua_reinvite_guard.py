@@ -56,3 +56,17 @@ def test_an_icmp_error_after_a_re_invites_final_answer_changes_nothing(h: Harnes
     h.stack.transport_error(h.trunk, TRUNK_ADDR)
     assert h.statuses_to_caller() == []
     assert h.b2bua.calls  # the call goes on
+
+
+def test_an_older_re_invites_retransmitted_2xx_leaves_the_pending_one_alone(h: Harness) -> None:
+    _, tag = answered(h)
+    h.caller_sends(h.caller_in_dialog("INVITE", tag, body=SDP_OFFER))
+    first = only(h.to_trunk(), "INVITE")
+    ok = h.trunk_answers(first, 200, SDP_ANSWER)
+    h.to_trunk()
+    h.caller_sends(h.caller_in_dialog("INVITE", tag, body=SDP_OFFER, branch="z9hG4bK-second"))
+    h.trunk_answers(only(h.to_trunk(), "INVITE"), 180)
+    h.to_caller()
+    h.trunk_sends(ok)  # our ACK to the first was lost: its 200 comes again
+    h.caller_sends(h.caller_in_dialog("INVITE", tag, body=SDP_OFFER, branch="z9hG4bK-third"))
+    assert 491 in h.statuses_to_caller()  # the second is still the one in progress

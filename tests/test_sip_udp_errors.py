@@ -253,6 +253,17 @@ def test_a_transport_error_ends_the_client_transactions_to_that_address_only() -
     assert len(user.failed) == 2
 
 
+def test_an_invite_the_callee_has_answered_provisionally_outlives_an_icmp_error() -> None:
+    """Figure 5 has no transport error in Proceeding: a stale or spoofed ICMP error
+    about the callee's address must not end a call that is ringing there."""
+    stack = SipStack(Clock(), RecordingTU())
+    udp, user, there = FakeTransport(), User(), (LOCAL, 5080)
+    invite = stack.send_request(request("INVITE"), udp, there, user, (LOCAL, 5060))
+    invite.handle("provisional", invite.request.response(180, None, "callee"))
+    stack.transport_error(udp, there)
+    assert user.failed == [] and invite.state == "proceeding"
+
+
 def test_a_user_that_fails_on_the_error_does_not_stop_the_others(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

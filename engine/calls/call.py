@@ -602,7 +602,9 @@ class Call:
         transport: Transport, response: Response | None, side: str,
     ) -> None:  # fmt: skip
         tag = origin.dialog.local_tag if origin.dialog is not None else ""
-        if request.method == "INVITE" and (response is None or response.status >= 200):
+        pending = self.pending_reinvite
+        ours = pending is not None and pending[1] is txn  # not an older one's 2xx again
+        if ours and (response is None or response.status >= 200):
             self.pending_reinvite = None
             if self.reinvite_guard is not None:
                 self.reinvite_guard.cancel()
@@ -792,6 +794,9 @@ class Call:
         self.media = self.menu = self.service = self.queue = None
         self.current = self.bridged = None
         self.operator = None
+        if self.reinvite_guard is not None:  # its transaction's user leads back here
+            self.reinvite_guard.cancel()
+            self.reinvite_guard = None
 
 
 def _cancel_stuck(invite: ClientTransaction, stack: SipStack) -> None:

@@ -135,12 +135,18 @@ class OutboundLeg(Machine):
         A proxy behind the trunk may fork the INVITE and more than one phone
         answer; only the first answer is the call, the others are ended.
         """
+        if self.state == "ended":
+            return True  # the call is over (maybe dismantled): its fork hangs up by itself
         if self.answer is None or self.dialog is None or self.invite is None:
             return False
         tag = _to_tag(response)
         if tag is None or tag == self.dialog.remote_tag:
             return False
-        fork = Dialog.as_uac(self.invite, response, self.call.ctx.contact)
+        fork = self.dialogs.get(tag)  # its early dialog, if it rang: CSeq goes on from there
+        if fork is None:
+            fork = Dialog.as_uac(self.invite, response, self.call.ctx.contact)
+        else:
+            fork.refresh_target(response)
         self.call.send_ack_on(fork, fork.ack(self.invite.cseq()[0]))  # each retransmission
         if tag not in self.forks:
             self.forks.add(tag)
@@ -175,6 +181,14 @@ class OutboundLeg(Machine):
     def in_dialog(self, txn: Any, request: Request) -> None:
         """A request from the callee inside our dialog with it."""
         dialog = self.dialog
+        if self.answer is not None and dialog is not None and (
+            _from_tag(request) != dialog.remote_tag
+        ):  # another fork than the one that answered: never the call's
+            if request.method == "BYE" and _from_tag(request) in self.forks:
+                txn.respond(request.response(200, None, self._local_tag()))
+            else:
+                txn.respond(request.response(481, None, self._local_tag()))
+            return
         if dialog is None or not dialog.accepts(request):
             txn.respond(request.response(500, "Out Of Order CSeq", self._local_tag()))
             return
@@ -354,6 +368,13 @@ class _Ignore:
 
 def _ignored(_response: Response | None) -> None:
     """The end of a BYE nobody waits for."""
+
+
+def _from_tag(request: Request) -> str | None:
+    try:
+        return request.from_address().tag
+    except ValueError:
+        return None
 
 
 def _to_tag(response: Response) -> str | None:

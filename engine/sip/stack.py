@@ -59,7 +59,12 @@ class TransactionUser(Protocol):
         """A CANCEL for an INVITE still unanswered: the TU must end it (487)."""
 
     def server_failed(self, txn: ServerTransaction, reason: str) -> None:
-        """A final response was never acknowledged, or could not be sent."""
+        """A final response was never acknowledged (Timer H).
+
+        Transport errors reach client transactions only (an ICMP error names
+        the address we sent to); the server tables keep their transport-error
+        rows as RFC 3261 draws them.
+        """
 
     def stray_response(self, response: Response, transport: Transport, source: Address) -> None:
         """A response no client transaction matches (2xx retransmissions)."""

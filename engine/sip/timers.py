@@ -104,9 +104,9 @@ class TimerQueue:
                 fn = timer.fn
                 if fn is None:
                     continue
-                timer.fn = None
+                args, timer.fn, timer.args = timer.args, None, ()  # keeps nothing alive
                 try:
-                    fn(*timer.args)
+                    fn(*args)
                 except Exception:
                     log.exception("timer callback %r failed", fn)
         if ticks and ticks[0] < self._armed_tick:

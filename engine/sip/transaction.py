@@ -349,7 +349,8 @@ class ClientInvite(_Client):
         ("proceeding", "success"): ("accepted", ("stop_cancelled", "pass_up", "start_m")),
         ("proceeding", "failure"): ("completed", ("stop_cancelled", "send_ack", "pass_up",
                                                   "start_d")),
-        ("proceeding", "transport_error"): (TERMINATED, ("report_transport_error", "end")),
+        # No transport error once the callee has answered at all (Figure 5 has none): an
+        # ICMP error then is stale or spoofed, and must not end a ringing call.
         # Only once a provisional came is there a CANCEL (§9.1); Timer B guards "calling".
         ("proceeding", "cancel"): ("proceeding", ("start_cancelled",)),
         ("proceeding", "timer_cancelled"): (TERMINATED, ("report_timeout", "end")),

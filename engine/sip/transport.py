@@ -132,9 +132,11 @@ class UdpTransport:
         had no room for (a full receive buffer) is pending without a message in
         the queue, and would wake the reactor at once again: SO_ERROR clears it.
         """
-        self.read_errors()
-        self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        self.reactor.addReader(self)
+        try:
+            self.read_errors()
+            self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        finally:  # whatever happened, UDP must not stay unread
+            self.reactor.addReader(self)
 
     def doRead(self) -> None:  # noqa: N802
         sock = self.sock

@@ -104,3 +104,17 @@ class RecordingTU:
 
     def stray_response(self, response: Response, transport: Any, source: Address) -> None:
         self.stray.append(response)
+
+
+class ClientRecorder:
+    """A client transaction's user that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.responses: list[Response] = []
+        self.failures: list[str] = []
+
+    def response_received(self, txn: Any, response: Response) -> None:
+        self.responses.append(response)
+
+    def transaction_failed(self, txn: Any, reason: str) -> None:
+        self.failures.append(reason)

@@ -17,21 +17,9 @@ from engine.sip.transaction import (
     ServerNonInvite,
     Transaction,
 )
-from sipkit import PEER, FakeTransport, RecordingTU, request
+from sipkit import PEER, ClientRecorder, FakeTransport, RecordingTU, request
 
 T1, T2, T4 = 0.5, 4.0, 5.0
-
-
-class ClientRecorder:
-    def __init__(self) -> None:
-        self.responses: list[Response] = []
-        self.failures: list[str] = []
-
-    def response_received(self, txn: Any, response: Response) -> None:
-        self.responses.append(response)
-
-    def transaction_failed(self, txn: Any, reason: str) -> None:
-        self.failures.append(reason)
 
 
 def make_stack() -> tuple[SipStack, Clock, RecordingTU]:

@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.task import Clock
 
-from engine.sip.message import Request, Response
+from engine.sip.message import Request
 from engine.sip.stack import SipStack
 from engine.sip.transaction import ClientInvite
-from sipkit import PEER, FakeTransport, RecordingTU
+from sipkit import PEER, ClientRecorder, FakeTransport, RecordingTU
 
 T1 = 0.5
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.responses: list[Response] = []
-        self.failures: list[str] = []
-
-    def response_received(self, txn: Any, response: Response) -> None:
-        self.responses.append(response)
-
-    def transaction_failed(self, txn: Any, reason: str) -> None:
-        self.failures.append(reason)
-
-
-def ringing_invite(reliable: bool = False) -> tuple[ClientInvite, SipStack, Clock, Recorder]:
+def ringing_invite(reliable: bool = False) -> tuple[ClientInvite, SipStack, Clock, ClientRecorder]:
     """A client INVITE in Proceeding (a 180 came), as a ring timeout finds it."""
     clock = Clock()
     stack = SipStack(clock, RecordingTU(status=None))
-    user = Recorder()
+    user = ClientRecorder()
     invite = Request("INVITE", "sip:+3225550001@127.0.0.1:5080", {
         "from": ["<sip:vms@127.0.0.1>;tag=f1"], "to": ["<sip:+3225550001@127.0.0.1>"],
         "call-id": ["out-1"], "cseq": ["1 INVITE"]})  # fmt: skip

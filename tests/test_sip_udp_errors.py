@@ -24,7 +24,7 @@ from b2bkit import TRUNK_ADDR, Harness, only
 from engine.sip.message import Request, Response
 from engine.sip.overload import Overload
 from engine.sip.stack import SipStack
-from engine.sip.transport import UdpTransport, _fails_send
+from engine.sip.transport import UdpTransport, _fails_send, _quoted_branch
 from sipkit import FakeTransport, RecordingTU, request, request_bytes
 
 LOCAL = "127.0.0.1"
@@ -362,3 +362,18 @@ def test_a_datagram_the_stack_fails_on_is_logged_and_the_next_is_served(
 def test_a_send_to_an_address_no_socket_takes_is_counted_not_raised(udp: UdpTransport) -> None:
     udp.send(b"OPTIONS", (LOCAL, 99999))  # an rport out of range, say
     assert udp.send_errors == 1
+
+
+def test_an_icmp_error_fails_only_the_transaction_whose_datagram_it_quotes() -> None:
+    """Linux queues ICMP errors from anyone: the quoted branch picks the one transaction,
+    and an error that quotes none of ours (spoofed, or cut short) fails nothing."""
+    stack = SipStack(Clock(), RecordingTU())
+    udp, user, there = FakeTransport(), User(), (LOCAL, 5080)
+    first, second = (stack.send_request(request("OPTIONS"), udp, there, user, (LOCAL, 5060))
+                     for _ in range(2))  # fmt: skip
+    quoted = udp.sent[0][0][:200]
+    branch = _quoted_branch(quoted)
+    assert branch == first.key[0] != second.key[0]
+    stack.transport_error(udp, there, branch)
+    assert user.failed == [(first, "transport")]
+    assert _quoted_branch(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1") is None

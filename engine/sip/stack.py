@@ -406,13 +406,17 @@ class SipStack:
         )
         return branch
 
-    def transport_error(self, transport: Transport, addr: Address) -> None:
+    def transport_error(self, transport: Transport, addr: Address,
+                        branch: str | None = None) -> None:  # fmt: skip
         """A send to ``addr`` failed (ICMP unreachable, TCP connect): fail the client
-        transactions that send there on ``transport``, so their users learn it now
-        rather than at Timer B or F (RFC 3261 §18.4, §17.1.4)."""
+        transactions that send there on ``transport`` (only those of ``branch``
+        when the error names the datagram), so their users learn it now rather
+        than at Timer B or F (RFC 3261 §18.4, §17.1.4)."""
         to = self.client_to.get(addr)
         if to is not None:
-            for txn in [t for t in to.values() if t.transport is transport]:
+            failed = [t for t in to.values() if t.transport is transport
+                      and (branch is None or t.key[0] == branch)]  # fmt: skip
+            for txn in failed:
                 try:
                     txn.handle("transport_error")
                 except Exception:  # a user's fault: not the other users', nor the transport's

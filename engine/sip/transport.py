@@ -48,6 +48,9 @@ SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3
 _RECVERR = {(socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)}
 #: struct sock_extended_err up to ee_code: errno, origin, ICMP type and code.
 _EXTENDED_ERR = struct.Struct("=IBBB")
+#: How much of a failed datagram an error-queue read takes: its request line and top Via.
+_QUOTED = 512
+_BRANCH_ENDS = frozenset(b";,\r\n \t")
 #: What an ICMP error turns into (icmp_err_convert, icmpv6_err_convert): with
 #: IP_RECVERR, the next send fails with it, whatever its destination.
 _ICMP_ERRNOS = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
@@ -189,24 +192,29 @@ class UdpTransport:
                                      addr[0], addr[1])  # fmt: skip
 
     def read_errors(self) -> None:
-        """Read the error queue; fail the client transactions to each unreachable address.
+        """Read the error queue; fail the client transaction each ICMP error is about.
 
-        Each message carries the destination of the datagram that failed and
-        the ICMP type; reading the last one clears the socket's pending error.
+        Each message carries the destination of the datagram that failed, the
+        ICMP type and the start of that datagram as the ICMP quoted it: the
+        branch in its top Via names the one transaction it was sent for. Linux
+        queues such errors from anyone, so an error that quotes no branch of
+        ours fails nothing (Timer B or F still will). Reading the last one
+        clears the socket's pending error.
         """
         sock = self.sock
         for _ in range(self.BATCH):
             try:
-                _data, ancillary, _flags, addr = sock.recvmsg(0, 256, socket.MSG_ERRQUEUE)
+                data, ancillary, _flags, addr = sock.recvmsg(_QUOTED, 256, socket.MSG_ERRQUEUE)
             except OSError:  # empty (EAGAIN), or the socket is gone
                 return
             for level, kind, raw in ancillary:
                 if (level, kind) in _RECVERR and len(raw) >= _EXTENDED_ERR.size:
                     code, origin, icmp_type, icmp_code = _EXTENDED_ERR.unpack_from(raw)
-                    if _fails_send(origin, icmp_type, icmp_code):
+                    branch = _quoted_branch(data)
+                    if branch is not None and _fails_send(origin, icmp_type, icmp_code):
                         self.stack.ratelog.warning("udp-icmp", "UDP to %s:%s failed: %s",
                                                    addr[0], addr[1], os.strerror(code))  # fmt: skip
-                        self.stack.transport_error(self, addr[:2])
+                        self.stack.transport_error(self, addr[:2], branch)
 
     def send(self, data: bytes, addr: Address) -> None:
         try:
@@ -366,6 +374,18 @@ def listen_tcp(reactor: Any, pool: TcpTransport, host: str, port: int, reuse_por
     listening = reactor.adoptStreamPort(sock.fileno(), sock.family, pool)
     sock.close()  # the reactor holds its own duplicate of the descriptor
     return listening
+
+
+def _quoted_branch(data: bytes) -> str | None:
+    """The branch of the top Via of a datagram an ICMP error quotes (None: not there)."""
+    at = data.find(b";branch=")
+    if at < 0:
+        return None
+    at += 8
+    end = at
+    while end < len(data) and data[end] not in _BRANCH_ENDS:
+        end += 1
+    return data[at:end].decode("ascii", "replace") if end > at else None
 
 
 def _fails_send(origin: int, icmp_type: int, icmp_code: int) -> bool:

@@ -249,6 +249,18 @@ def test_stream_parser_handles_partial_and_several_messages_per_read() -> None:
     assert len(parser.feed(one[10:])) == 1
 
 
+def test_a_keepalive_split_across_reads_is_still_one_ping() -> None:
+    parser = StreamParser()
+    assert parser.feed(b"\r\n") == [] and parser.pings == 0
+    assert parser.feed(b"\r\n") == [] and parser.pings == 1
+    parser.pings = 0
+    parser.feed(b"\r\n")
+    (message,) = parser.feed(request_bytes("OPTIONS"))  # a lone CRLF before a message
+    assert isinstance(message, Request) and parser.pings == 0
+    parser.feed(b"\r\n")
+    assert parser.pings == 0  # the lone CRLF before the message did not count
+
+
 def test_stream_parser_requires_content_length() -> None:
     good = request_bytes("OPTIONS", branch="z9hG4bK-good")
     data = request_bytes("OPTIONS").replace(b"Content-Length: 0\r\n", b"")

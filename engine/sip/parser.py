@@ -116,6 +116,7 @@ class StreamParser:
         self._max = max_message
         self.pings = 0
         self.broken = False
+        self._crlfs = 0  # CRLFs seen before anything else, across reads (a ping may be split)
 
     def feed(self, data: bytes) -> list[Request | Response | ParseError]:
         if self.broken:
@@ -128,8 +129,12 @@ class StreamParser:
             while buffer.startswith(b"\r\n", start):
                 start += 2
             if start:
-                self.pings += start // 4
+                self._crlfs += start // 2
                 del buffer[:start]
+                self.pings += self._crlfs // 2
+                self._crlfs %= 2
+            if buffer:  # a message begins: a lone CRLF before it was no ping
+                self._crlfs = 0
             end = buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(buffer) > self._max:

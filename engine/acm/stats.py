@@ -43,12 +43,12 @@ from collections.abc import Collection
 from dataclasses import astuple
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from engine.acm.events import KINDS, AcmEvent
 from engine.acm.model import AcmSettings
 from engine.acm.report import CHANNELS, Report, compute
-from engine.cdr.migrations import Migration, migrate, schema_version
+from engine.cdr.migrations import Migration, migrate
+from engine.cdr.migrations import open_readonly as open_readonly_database
 from engine.cdr.store import Clock
 from engine.ratelog import RateLimitedLog
 from engine.sqlite import open_database
@@ -149,18 +149,10 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise StatsError(f"there are no ACM statistics in {path.parent} (no {path.name}); "
                          "the engine writes them once its queues handle contacts")  # fmt: skip
-    try:
-        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True,
-                               timeout=10.0)  # fmt: skip
-        version = schema_version(conn)
-    except sqlite3.Error as exc:
-        raise StatsError(f"{path} cannot be read as an ACM statistics database ({exc})") from None
-    if not 0 < version <= len(MIGRATIONS):
-        conn.close()
-        if version == 0:
-            raise StatsError(f"{path} is not an ACM statistics database (no schema version)")
-        raise _newer(version, len(MIGRATIONS))
-    return conn
+    known = len(MIGRATIONS)
+    return open_readonly_database(path, known, error=StatsError,
+                                  what="an ACM statistics database",
+                                  newer=lambda version: _newer(version, known))  # fmt: skip
 
 
 class StatsStore:

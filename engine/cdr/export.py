@@ -35,9 +35,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import quote
 
-from engine.cdr.migrations import MIGRATIONS, schema_version
+from engine.cdr.migrations import MIGRATIONS, open_readonly
 from engine.cdr.record import FIELDS, TIME_FIELDS
 from engine.cdr.store import FILENAME
 
@@ -145,28 +144,20 @@ def open_records(data_dir: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise NoRecordsError(f"there are no call records in {data_dir} yet (no {FILENAME}: "
                              "the engine writes it once it has handled calls)")  # fmt: skip
+    what, known = "a call-record database", len(MIGRATIONS)
+    conn = open_readonly(path, known, error=ExportError, what=what,
+                         newer=lambda version: ExportError(
+                             f"{path} is at schema version {version}, newer than this vms "
+                             f"knows ({known}); export with the newer vms"))  # fmt: skip
     try:
-        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True,
-                               timeout=10.0)  # fmt: skip
-    except sqlite3.Error as exc:
-        raise ExportError(f"{path} cannot be opened ({exc})") from None
-    try:
-        version = schema_version(conn)
-        known = len(MIGRATIONS)
-        if version == 0:
-            raise ExportError(f"{path} is not a call-record database (it has no schema version)")
-        if version > known:
-            raise ExportError(f"{path} is at schema version {version}, newer than this vms "
-                              f"knows ({known}); export with the newer vms")  # fmt: skip
-        if conn.execute("SELECT 1 FROM legs LIMIT 1").fetchone() is None:
-            raise NoRecordsError(f"there are no call records in {data_dir} yet ({FILENAME} "
-                                 "has no ended call legs)")  # fmt: skip
+        empty = conn.execute("SELECT 1 FROM legs LIMIT 1").fetchone() is None
     except sqlite3.Error as exc:
         conn.close()
-        raise ExportError(f"{path} cannot be read as a call-record database ({exc})") from None
-    except (ExportError, NoRecordsError):
+        raise ExportError(f"{path} cannot be read as {what} ({exc})") from None
+    if empty:
         conn.close()
-        raise
+        raise NoRecordsError(f"there are no call records in {data_dir} yet ({FILENAME} "
+                             "has no ended call legs)")  # fmt: skip
     return conn
 
 

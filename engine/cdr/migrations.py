@@ -6,7 +6,9 @@ new (no tables) or old (a lower version), to the last version here, all the
 pending migrations in one ``BEGIN IMMEDIATE`` transaction: a failure leaves
 the database as it was, and two processes starting at once take turns (the
 second finds the work done). A database newer than this code is refused,
-never touched.
+never touched. :func:`open_readonly` opens any such database (the call
+records, the ACM statistics) for a report, its version checked, never
+written.
 
 To change the schema, append a :class:`Migration` with the next number;
 never edit one that has shipped. SQL lives here rather than in ``.sql``
@@ -18,10 +20,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
 
 from engine.cdr.record import OUTCOMES
 
-__all__ = ["MIGRATIONS", "Migration", "StoreError", "migrate", "schema_version"]
+__all__ = ["MIGRATIONS", "Migration", "StoreError", "migrate", "open_readonly", "schema_version"]
 
 
 class StoreError(Exception):
@@ -105,6 +109,37 @@ def schema_version(conn: sqlite3.Connection) -> int:
         return 0
     row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
     return int(row[0] or 0)
+
+
+def open_readonly(
+    path: Path,
+    known: int,
+    *,
+    error: Callable[[str], Exception],
+    what: str,
+    newer: Callable[[int], Exception],
+) -> sqlite3.Connection:
+    """An existing ``path`` opened read-only for a report (it never writes the file).
+
+    Its schema must be one of this engine's ``known`` versions: a file with
+    none is ``error("PATH is not WHAT ...")``, a newer one ``newer(version)``,
+    and an unreadable one ``error("PATH cannot be read as WHAT (...)")``.
+    """
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True,
+                               timeout=10.0)  # fmt: skip
+        version = schema_version(conn)
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        raise error(f"{path} cannot be read as {what} ({exc})") from None
+    if not 0 < version <= known:
+        conn.close()
+        if version == 0:
+            raise error(f"{path} is not {what} (it has no schema version)")
+        raise newer(version)
+    return conn
 
 
 def _newer(found: int, latest: int) -> Exception:

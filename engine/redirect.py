@@ -111,10 +111,10 @@ class RedirectService:
 
     def _decide(self, txn: ServerTransaction, request: Request) -> Response:
         assert self.stack is not None
+        called = called_number(request)
         if self.floods is not None:
             # Before the tree runs, and for unknown numbers too (engine.floods); a number
             # no tree serves takes no per-number bucket, only its source's.
-            called = called_number(request)
             tree = self.router.trees.lookup(called) if called is not None else None
             if tree is None:
                 refusal = self.floods.admit(None, None, txn.addr[0])
@@ -122,7 +122,7 @@ class RedirectService:
                 refusal = self.floods.admit(called, tree.customer, txn.addr[0])
             if refusal is not None:
                 return refusal.response(request, self.stack.to_tag(txn))
-        route = self.router.route(request, self.stack.clock.seconds())
+        route = self.router.route_to(request, called, self.stack.clock.seconds())
         if route is None:
             return self._response(txn, 404)
         self.decisions += 1

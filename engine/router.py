@@ -84,7 +84,10 @@ class Router:
 
     def route(self, request: Request, now: float) -> Route | None:
         """None when no tree serves the called number (the caller gets 404)."""
-        called = called_number(request)
+        return self.route_to(request, called_number(request), now)
+
+    def route_to(self, request: Request, called: str | None, now: float) -> Route | None:
+        """:meth:`route` for the called number a caller has already read from ``request``."""
         if called is None:
             return None
         tree = self.trees.lookup(called)

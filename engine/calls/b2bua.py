@@ -175,7 +175,7 @@ class B2bua:
             kind, customer = service
             rule = "drs-service" if kind == "drs" else "acm-feature"
             return Plan(caller_number(request), called, customer, rule, None, kind)
-        route = self.router.route(request, self.ctx.stack.clock.seconds())
+        route = self.router.route_to(request, called, self.ctx.stack.clock.seconds())
         return None if route is None else Plan.of(route)
 
     def call_ended(self, call: Call) -> None:

@@ -72,7 +72,8 @@ _REASONS = {NO_ANSWER: "ring timeout", "ring_limit": "ring time limit of the cal
 _ANSWERED = ("answered", "confirmed")
 
 
-#: _needs_media's answers by action (kept with the action: an id is reused once it is freed).
+#: _needs_media's answers by action id; the action is kept with its answer, so while it is
+#: here no other object can take its id.
 _media_of: dict[int, tuple[Action, bool]] = {}
 
 
@@ -84,7 +85,7 @@ def _needs_media(action: Action | None) -> bool:
     if action is None:
         return False
     known = _media_of.get(id(action))
-    if known is not None and known[0] is action:
+    if known is not None:
         return known[1]
     if len(_media_of) >= 4096:  # trees reloaded many times: forget the old actions
         _media_of.clear()

@@ -165,7 +165,7 @@ class UdpTransport:
         try:
             receive(data, self, addr, overloaded)
         except Exception:
-            self._bug(addr)
+            _failed_in_stack(self.stack, self.name, addr)
         for _ in range(self.BATCH - 1):
             try:
                 data, addr = sock.recvfrom(65535)
@@ -177,19 +177,7 @@ class UdpTransport:
             try:
                 receive(data, self, addr[:2], overloaded)
             except Exception:
-                self._bug(addr)
-
-    def _bug(self, addr: Address) -> None:
-        """A datagram the stack failed on: logged, and the next one served.
-
-        Nothing on the wire should raise out of the stack (the stack fuzz
-        test holds it to that), but if something does, letting it out of
-        doRead would make Twisted drop this reader: one datagram would stop
-        the engine answering SIP over UDP for good.
-        """
-        self.stack.counters.malformed += 1
-        self.stack.ratelog.exception("udp-bug", "a datagram from %s:%s failed in the stack",
-                                     addr[0], addr[1])  # fmt: skip
+                _failed_in_stack(self.stack, self.name, addr)
 
     def read_errors(self) -> None:
         """Read the error queue; fail the client transaction each ICMP error is about.
@@ -282,9 +270,7 @@ class TcpConnection(protocol.Protocol):
                 else:
                     stack.receive(item, self, self.addr, overloaded)
             except Exception:  # as on UDP: one message must not take the connection down
-                stack.counters.malformed += 1
-                stack.ratelog.exception("tcp-bug", "a message from %s:%s failed in the stack",
-                                        self.addr[0], self.addr[1])  # fmt: skip
+                _failed_in_stack(stack, self.name, self.addr)
         if parser.broken:  # its framing is lost: nothing more can be read from it
             self.transport.loseConnection()
 
@@ -374,6 +360,19 @@ def listen_tcp(reactor: Any, pool: TcpTransport, host: str, port: int, reuse_por
     listening = reactor.adoptStreamPort(sock.fileno(), sock.family, pool)
     sock.close()  # the reactor holds its own duplicate of the descriptor
     return listening
+
+
+def _failed_in_stack(stack: SipStack, transport: str, addr: Address) -> None:
+    """A message the stack failed on: counted, logged, and the next one served.
+
+    Nothing on the wire should raise out of the stack (the stack fuzz test
+    holds it to that), but if something does, letting it out of a reader
+    would make Twisted drop it: one datagram would stop the engine answering
+    SIP over UDP for good, one message would close a TCP connection.
+    """
+    stack.counters.malformed += 1
+    stack.ratelog.exception(f"{transport}-bug", "a %s message from %s:%s failed in the stack",
+                            transport, addr[0], addr[1])  # fmt: skip
 
 
 def _quoted_branch(data: bytes) -> str | None:
